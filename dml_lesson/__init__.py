@@ -1,0 +1,24 @@
+"""dml_lesson: the package behind the course "distributed machine learning, from gradient descent to
+distributed SGD on a real Dask cluster".
+
+Notebooks import it as ``import dml_lesson as dml`` and call the names below.
+"""
+
+from .cluster import close_client, dashboard_link, get_client, worker_addresses, worker_table
+from .comm import formula_nbytes, serialized_nbytes
+from .data import Dataset, make_classification, make_regression, to_numpy
+from .layout import LAYOUTS, Layout, assign_rows, node_of_rows
+from .models import LINEAR, LOGISTIC, Model, lipschitz_constant, mse, mse_gradient, sigmoid
+from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay
+from .result import TrainingResult
+from .server import combine, distributed_gd, distributed_sgd
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LAYOUTS", "LINEAR", "LOGISTIC", "Dataset", "Layout", "Model", "TrainingResult", "assign_rows",
+    "close_client", "combine", "dashboard_link", "distributed_gd", "distributed_sgd", "formula_nbytes",
+    "get_client", "gradient_descent", "lipschitz_constant", "make_classification", "make_regression",
+    "make_schedule", "minibatch_indices", "mse", "mse_gradient", "node_of_rows", "serialized_nbytes",
+    "sgd", "sigmoid", "step_decay", "to_numpy", "worker_addresses", "worker_table",
+]

@@ -1,0 +1,135 @@
+"""The course's Dask cluster: one shared client, started once, on 127.0.0.1 only.
+
+:func:`get_client` starts a ``LocalCluster`` of worker processes (one thread each, BLAS capped at one thread,
+an explicit memory limit, scheduler, workers and dashboard on 127.0.0.1) the first time it is called and
+returns the same client afterwards, so rerunning a notebook cell never starts a second cluster. When Dask's
+config names a scheduler (``DASK_SCHEDULER_ADDRESS`` or ``scheduler-address``), it connects to that cluster
+instead. This module knows nothing of models. Every notebook from 00 on calls :func:`get_client`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import socket
+import threading
+from typing import Any
+
+import dask
+from distributed import Client, LocalCluster
+
+from ._checks import check_int
+
+DASHBOARD_PORT = 8787
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CONNECT_TIMEOUT = "20s"
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"client": None, "cluster": None}
+
+
+def get_client(
+    n_workers: int = 2,
+    memory_limit: str = "1.5GiB",
+    *,
+    address: str | None = None,
+) -> Client:
+    """The course's shared Dask client; the same object on every call while it is running.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes of the local cluster (1 to 16); ignored when connecting to an existing scheduler.
+    memory_limit : str
+        Memory limit of each local worker (Dask's spill and pause thresholds apply below it).
+    address : str, optional
+        Scheduler to connect to; by default Dask's config ``scheduler-address`` (set by the environment
+        variable ``DASK_SCHEDULER_ADDRESS``), else a new local cluster. TLS and other security settings come
+        from Dask's config (``distributed.comm.tls.*``).
+
+    Returns
+    -------
+    distributed.Client
+    """
+    n_workers = check_int("n_workers", n_workers, low=1, high=16)
+    with _lock:
+        client = _state["client"]
+        if client is not None and client.status == "running":
+            return client
+        close_client()
+        address = address or dask.config.get("scheduler-address", None)
+        if address:
+            client = Client(address, timeout=CONNECT_TIMEOUT)
+            cluster = None
+        else:
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=memory_limit,
+                host="127.0.0.1",
+                dashboard_address=f"127.0.0.1:{_free_dashboard_port()}",
+                worker_dashboard_address="127.0.0.1:0",
+                env=dict(WORKER_ENV),
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
+        _state.update(client=client, cluster=cluster)
+        return client
+
+
+def close_client() -> None:
+    """Close the shared client and the local cluster it started (nothing happens if none is running)."""
+    client, cluster = _state["client"], _state["cluster"]
+    _state.update(client=None, cluster=None)
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def worker_addresses(client: Client | None = None) -> list[str]:
+    """Addresses of the running workers, sorted: node ``i`` of a run lives on worker ``i % n_workers``."""
+    client = client or get_client()
+    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def worker_table(client: Client | None = None) -> list[dict[str, Any]]:
+    """One row per worker: address, process id, threads and memory limit (notebook 00)."""
+    client = client or get_client()
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    pids = client.run(_getpid)
+    return [
+        {
+            "address": addr,
+            "pid": pids.get(addr),
+            "nthreads": info[addr]["nthreads"],
+            "memory_limit": info[addr]["memory_limit"],
+        }
+        for addr in sorted(info)
+    ]
+
+
+def dashboard_link(client: Client | None = None) -> str:
+    """The URL of the cluster's dashboard (task stream, memory, workers)."""
+    client = client or get_client()
+    return client.dashboard_link
+
+
+def _getpid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _free_dashboard_port() -> int:
+    """8787 when it is free on 127.0.0.1, else 0 (any free port): never a warning about a taken port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", DASHBOARD_PORT))
+        except OSError:
+            return 0
+    return DASHBOARD_PORT
+
+
+atexit.register(close_client)

@@ -1,0 +1,180 @@
+"""Datasets made block by block from ``(seed, block index)``, so the same seed gives the same rows anywhere.
+
+Rows are drawn in fixed units of ``UNIT_ROWS`` rows, each from its own random stream
+``SeedSequence([seed, kind, unit])``. A block is a slice of consecutive rows, so its contents depend only on the
+seed and on which rows it holds: not on the block size, the node count, the layout or the machine that makes
+it. Notebooks 01 to 05 build every example from :func:`make_regression` and :func:`make_classification`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ._checks import check_float, check_int, check_seed, check_vector
+
+UNIT_ROWS = 1024
+"""Rows per random stream: the unit of generation (independent of the block size)."""
+
+_REGRESSION, _CLASSIFICATION, _WEIGHTS = 1, 2, 3
+
+
+class Dataset(NamedTuple):
+    """``(X, y, w_true)``: features with the intercept column first, targets, and the true weights.
+
+    ``X`` and ``y`` are dask arrays chunked by rows (one chunk per block); ``w_true`` is numpy.
+    """
+
+    X: Any
+    y: Any
+    w_true: np.ndarray
+
+    def to_numpy(self) -> Dataset:
+        """The same dataset with ``X`` and ``y`` computed into numpy arrays (for small data)."""
+        X, y = to_numpy(self.X, self.y)
+        return Dataset(X, y, self.w_true)
+
+
+def to_numpy(*arrays: Any) -> Any:
+    """Compute dask arrays into numpy (numpy passes through); one argument gives one array, more a tuple.
+
+    Used by notebooks 01 and 02, where the data fits in memory.
+    """
+    out = dask.compute(*arrays) if any(isinstance(a, da.Array) for a in arrays) else arrays
+    out = tuple(np.asarray(a) for a in out)
+    return out[0] if len(out) == 1 else out
+
+
+def make_regression(
+    n_samples: int,
+    n_features: int,
+    noise: float = 0.1,
+    seed: int = 0,
+    *,
+    w_true: Any = None,
+    x_mean: float = 0.0,
+    block_size: int | None = None,
+) -> Dataset:
+    """A linear-regression dataset ``y = X @ w_true + noise * N(0, 1)``.
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+        Rows, and features before the intercept: ``X`` has ``n_features + 1`` columns, ones first.
+    noise : float
+        Standard deviation of the Gaussian noise added to ``y`` (>= 0).
+    seed : int
+        Every random number comes from this seed (>= 0).
+    w_true : array of length ``n_features + 1``, optional
+        The true weights, intercept first; drawn from N(0, 1) with the seed when not given.
+    x_mean : float
+        Mean of every feature (features are N(x_mean, 1)); a non-zero mean couples the intercept with the
+        features and stretches the loss's contours (notebook 01 uses it).
+    block_size : int, optional
+        Rows per block (dask chunk); by default the rows are cut into ``min(16, n_samples)`` blocks.
+
+    Returns
+    -------
+    Dataset
+        Named tuple ``(X, y, w_true)``; ``X`` and ``y`` are lazy dask arrays.
+    """
+    n_samples = check_int("n_samples", n_samples, low=1)
+    n_features = check_int("n_features", n_features, low=1)
+    noise = check_float("noise", noise, low=0.0)
+    seed = check_seed("seed", seed)
+    x_mean = check_float("x_mean", x_mean)
+    if w_true is None:
+        rng = np.random.default_rng([seed, _WEIGHTS])
+        w_true = rng.standard_normal(n_features + 1)
+    else:
+        w_true = check_vector("w_true", w_true, n_features + 1)
+    params = {"kind": _REGRESSION, "noise": noise, "x_mean": x_mean, "w": w_true}
+    return _build(n_samples, n_features, seed, block_size, params, w_true)
+
+
+def make_classification(
+    n_samples: int,
+    n_features: int,
+    seed: int = 0,
+    *,
+    positive_fraction: float = 0.5,
+    class_sep: float = 1.0,
+    block_size: int | None = None,
+) -> Dataset:
+    """A binary classification dataset for logistic regression, with a class-imbalance knob.
+
+    Each row's label is 1 with probability ``positive_fraction``; its features are Gaussian around
+    ``+mu`` (label 1) or ``-mu`` (label 0), with ``|mu| = class_sep / 2``. For this model logistic regression
+    is exactly right, and ``w_true`` is the Bayes-optimal weight vector (intercept first).
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+        Rows, and features before the intercept column.
+    seed : int
+        Every random number comes from this seed (>= 0).
+    positive_fraction : float
+        Share of label-1 rows, in (0, 1); 0.5 is balanced, 0.05 strongly imbalanced (notebook 09).
+    class_sep : float
+        Distance between the two class means (> 0); larger is easier.
+    block_size : int, optional
+        Rows per block; by default ``min(16, n_samples)`` blocks.
+    """
+    n_samples = check_int("n_samples", n_samples, low=1)
+    n_features = check_int("n_features", n_features, low=1)
+    seed = check_seed("seed", seed)
+    p = check_float("positive_fraction", positive_fraction, low=0.0, high=1.0, low_open=True)
+    if p >= 1.0:
+        raise ValueError(f"positive_fraction must be in (0, 1), got {p}")
+    class_sep = check_float("class_sep", class_sep, low=0.0, low_open=True)
+    rng = np.random.default_rng([seed, _WEIGHTS])
+    direction = rng.standard_normal(n_features)
+    mu = direction / np.linalg.norm(direction) * class_sep / 2
+    w_true = np.concatenate([[math.log(p / (1 - p))], 2 * mu])
+    params = {"kind": _CLASSIFICATION, "p": p, "mu": mu}
+    return _build(n_samples, n_features, seed, block_size, params, w_true)
+
+
+def default_block_size(n_samples: int) -> int:
+    """Rows per block when none is given: ``min(16, n_samples)`` blocks of (nearly) equal size."""
+    return math.ceil(n_samples / min(16, n_samples))
+
+
+def _build(n_samples, n_features, seed, block_size, params, w_true) -> Dataset:
+    if block_size is None:
+        block_size = default_block_size(n_samples)
+    block_size = check_int("block_size", block_size, low=1)
+    make = dask.delayed(make_rows, pure=True, nout=2)
+    xs, ys = [], []
+    for start in range(0, n_samples, block_size):
+        stop = min(start + block_size, n_samples)
+        Xb, yb = make(seed, start, stop, n_features, params)
+        xs.append(da.from_delayed(Xb, (stop - start, n_features + 1), dtype=float))
+        ys.append(da.from_delayed(yb, (stop - start,), dtype=float))
+    return Dataset(da.concatenate(xs), da.concatenate(ys), w_true)
+
+
+def make_rows(seed: int, start: int, stop: int, n_features: int, params: dict) -> tuple:
+    """Rows ``start:stop`` of a dataset, as ``(X, y)`` numpy arrays: the task that makes one block."""
+    first, last = start // UNIT_ROWS, (stop - 1) // UNIT_ROWS
+    parts = [_unit(seed, u, n_features, params) for u in range(first, last + 1)]
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    offset = first * UNIT_ROWS
+    return X[start - offset : stop - offset], y[start - offset : stop - offset]
+
+
+def _unit(seed: int, unit: int, n_features: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, params["kind"], unit])
+    X = np.ones((UNIT_ROWS, n_features + 1))
+    if params["kind"] == _REGRESSION:
+        X[:, 1:] = rng.standard_normal((UNIT_ROWS, n_features)) + params["x_mean"]
+        y = X @ params["w"] + params["noise"] * rng.standard_normal(UNIT_ROWS)
+    else:
+        y = (rng.random(UNIT_ROWS) < params["p"]).astype(float)
+        X[:, 1:] = rng.standard_normal((UNIT_ROWS, n_features)) + np.where(y[:, None] > 0, 1, -1) * params["mu"]
+    return X, y

@@ -1,0 +1,71 @@
+"""What one node of the parameter server computes in a step, and the actor that keeps its shard in memory.
+
+A node holds one shard ``(X, y)``. Each step it receives ``w`` and returns
+``(gradient sum, row count, loss sum)``: the gradient over its mini-batch (or its whole shard), and the loss
+over its whole shard so that the server can record the full-data loss. Pure functions of the shard and
+``(seed, node, step)``: the same inputs give the same reply on any worker (notebooks 04 and 05).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .models import Model
+from .optim import minibatch_indices
+
+
+class NodeConfig(NamedTuple):
+    """Settings fixed for a whole run: the model, the per-node batch size (None: whole shard), the seed."""
+
+    model: Model
+    batch_size: int | None
+    seed: int
+
+
+class NodeReply(NamedTuple):
+    """A node's answer: the sum of per-row gradients (None when not asked), rows used, and the loss sum."""
+
+    grad_sum: np.ndarray | None
+    count: int
+    loss_sum: float
+
+
+def node_step(
+    shard: tuple[np.ndarray, np.ndarray],
+    config: NodeConfig,
+    node: int,
+    w: np.ndarray,
+    step: int,
+    need_grad: bool = True,
+) -> NodeReply:
+    """One node's work in one step: a pure function of its shard, the config, ``w`` and ``(node, step)``."""
+    X, y = shard
+    model = config.model
+    with np.errstate(all="ignore"):
+        if not need_grad:
+            return NodeReply(None, 0, model.loss_sum(w, X, y))
+        if config.batch_size is None or config.batch_size >= len(y):
+            loss_sum, grad_sum = model.sums(w, X, y)
+            return NodeReply(grad_sum, len(y), loss_sum)
+        idx = minibatch_indices(len(y), config.batch_size, config.seed, node, step)
+        grad_sum = model.sums(w, X[idx], y[idx])[1]
+        return NodeReply(grad_sum, len(idx), model.loss_sum(w, X, y))
+
+
+class ShardActor:
+    """A Dask actor holding one node's shard: each step is a direct call, no scheduler round trip."""
+
+    def __init__(self, shard: tuple[np.ndarray, np.ndarray], node: int) -> None:
+        self.shard, self.node = shard, node
+        self.config: NodeConfig | None = None
+
+    def configure(self, config: NodeConfig) -> None:
+        """Set the run's settings once, so that each step only carries ``w``."""
+        self.config = config
+
+    def step(self, w: np.ndarray, step: int, need_grad: bool = True) -> NodeReply:
+        """Run :func:`node_step` on the shard held in memory."""
+        assert self.config is not None, "configure() the actor before the first step"
+        return node_step(self.shard, self.config, self.node, w, step, need_grad)

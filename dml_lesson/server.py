@@ -1,0 +1,146 @@
+"""The synchronous parameter server: distributed gradient descent and distributed SGD (notebooks 04, 05).
+
+Each step: the server sends ``w`` to every node (pull), each node computes the gradient sum over its shard
+or its mini-batch (local gradient) and sends it back with its row count (push), the server combines the
+replies in node order (average) and updates ``w``. ``aggregate="mean"`` divides the summed gradients by the
+total row count: the gradient of the whole dataset, exactly. ``aggregate="sum"`` adds the nodes' mean
+gradients, as the source's formula 3.3 does: with ``k`` equal shards that is ``k`` times the step, and
+training diverges as nodes are added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from distributed import Client
+
+from ._checks import check_choice, check_int, check_seed
+from .cluster import get_client
+from .layout import Layout
+from .models import Model
+from .node import NodeConfig, NodeReply
+from .optim import Schedule, _check_common, check_xy, make_schedule
+from .result import Recorder, TrainingResult
+from .shards import place_shards
+from .transport import TRANSPORTS, connect
+
+AGGREGATES = ("mean", "sum")
+
+
+def distributed_gd(
+    X: Any,
+    y: Any,
+    n_nodes: int = 4,
+    lr: float = 0.1,
+    n_steps: int = 100,
+    aggregate: str = "mean",
+    client: Client | None = None,
+    *,
+    w0: Any = None,
+    model: str | Model = "linear",
+    layout: str | Layout = "contiguous",
+    transport: str = "actors",
+) -> TrainingResult:
+    """Full-batch gradient descent computed by ``n_nodes`` nodes of a parameter server (notebook 04).
+
+    Parameters
+    ----------
+    X, y : numpy or dask arrays
+        Features (intercept column included) and targets. Dask arrays stay on the cluster.
+    n_nodes : int
+        Nodes, from 1 to the number of blocks of ``X`` (its rows, for numpy); may exceed the workers.
+    lr, n_steps, w0, model
+        As in :func:`~dml_lesson.optim.gradient_descent`.
+    aggregate : ``"mean"`` or ``"sum"``
+        Weighted mean of the nodes' gradients (correct), or the source's sum of node means.
+    client : distributed.Client, optional
+        Defaults to :func:`~dml_lesson.cluster.get_client`.
+    layout : str or Layout
+        How blocks are grouped into shards (see :mod:`dml_lesson.layout`).
+    transport : ``"actors"`` or ``"tasks"``
+        How the server reaches its nodes (see :mod:`dml_lesson.transport`); results are identical.
+    """
+    return _train("distributed_gd", **locals(), batch_size=None, seed=0, schedule="constant")
+
+
+def distributed_sgd(
+    X: Any,
+    y: Any,
+    n_nodes: int = 4,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    n_steps: int = 500,
+    seed: int = 0,
+    client: Client | None = None,
+    *,
+    aggregate: str = "mean",
+    schedule: Schedule = "constant",
+    w0: Any = None,
+    model: str | Model = "linear",
+    layout: str | Layout = "contiguous",
+    transport: str = "actors",
+) -> TrainingResult:
+    """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
+
+    ``batch_size`` is per node: one step uses ``n_nodes * batch_size`` rows (the global batch). Node ``i``
+    draws its batch at step ``t`` from its shard with the seed ``(seed, i, t)``, as
+    :func:`~dml_lesson.optim.sgd` does on the whole dataset, so one node reproduces ``sgd`` exactly. A
+    shard smaller than ``batch_size`` is used whole; a ``batch_size`` at least every shard's size gives
+    :func:`distributed_gd`. The other parameters are those of :func:`distributed_gd` and
+    :func:`~dml_lesson.optim.sgd`.
+    """
+    return _train("distributed_sgd", **locals())
+
+
+def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport,
+           batch_size, seed, schedule) -> TrainingResult:
+    X, y = check_xy(X, y, allow_dask=True)
+    lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
+    aggregate = check_choice("aggregate", aggregate, AGGREGATES)
+    transport = check_choice("transport", transport, TRANSPORTS)
+    seed, factor = check_seed("seed", seed), make_schedule(schedule)
+    n_blocks = X.numblocks[0] if isinstance(X, da.Array) else len(y)
+    why = "the number of blocks of X" if isinstance(X, da.Array) else "the number of rows"
+    n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
+    client = client or get_client()
+    placement = place_shards(client, X, y, n_nodes, layout)
+    if batch_size is not None:
+        why = "the largest shard's rows"
+        batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
+    nodes = connect(client, placement, NodeConfig(model, batch_size, seed), transport)
+    rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
+    params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
+              "batch_size": batch_size, "seed": seed, "transport": transport,
+              "shard_sizes": placement.sizes, "workers": list(placement.workers)}
+    rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
+    for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
+        need_grad = step < n_steps
+        replies, sent, received = nodes.round(w, step, need_grad)
+        if not rec.record(w, _total(r.loss_sum for r in replies) / len(y)) or not need_grad:
+            break
+        with np.errstate(all="ignore"):
+            w = w - lr * factor(step) * combine(replies, aggregate)
+        rec.step_done(sent, received)
+    return rec.result()
+
+
+def combine(replies: list[NodeReply], aggregate: str = "mean") -> np.ndarray:
+    """The server's gradient from the nodes' replies, added in node order (so runs repeat bit for bit).
+
+    ``"mean"``: sum of gradient sums / total rows (the full-data gradient). ``"sum"``: sum of each node's
+    mean gradient (the source's formula 3.3).
+    """
+    if aggregate == "mean":
+        return _total(r.grad_sum for r in replies) / sum(r.count for r in replies)
+    return _total(r.grad_sum / r.count for r in replies)
+
+
+def _total(values) -> Any:
+    """Sum in the given order, starting from the first value (``sum()`` would start from 0)."""
+    it = iter(values)
+    total = next(it)
+    for v in it:
+        total = total + v
+    return total

@@ -1,0 +1,152 @@
+"""Shards on the cluster: a layout's rows for each node, built on a worker and pinned there.
+
+Each node's shard is computed by a task (from the blocks that generate the data, or from the rows of a numpy
+array embedded in the task), so the scheduler keeps its lineage: if a worker dies, the shard is recomputed.
+Node ``i`` is pinned to worker ``i % n_workers``. Placements are cached per client, data and layout, so that a
+slider rerunning a training reuses the shards already in memory. This module knows nothing of models.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from distributed import Client, Future
+
+from ._checks import check_int
+from .cluster import worker_addresses
+from .layout import Layout, as_layout, assign_rows
+
+CACHE_SIZE = 4
+_cache: OrderedDict[tuple, Placement] = OrderedDict()
+
+
+@dataclass
+class Placement:
+    """One shard per node: the futures holding ``(X_shard, y_shard)``, their workers and global rows."""
+
+    futures: list[Future]
+    workers: list[str]
+    rows: list[np.ndarray]
+    n_rows: int
+    n_weights: int
+    key: tuple
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Rows held by each node."""
+        return [len(r) for r in self.rows]
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.futures)
+
+    def healthy(self, client: Client) -> bool:
+        """True while every shard is in memory and the workers are the ones it was placed on."""
+        return self.workers_now(client) == self.key[1] and all(f.status == "finished" for f in self.futures)
+
+    @staticmethod
+    def workers_now(client: Client) -> tuple[str, ...]:
+        return tuple(worker_addresses(client))
+
+
+def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Layout) -> Placement:
+    """Build (or reuse) the shards of ``(X, y)`` for ``n_nodes`` nodes under ``layout``.
+
+    ``X`` and ``y`` are numpy arrays (a numpy array's blocks are its rows) or dask arrays chunked by rows.
+    ``n_nodes`` must be between 1 and the number of blocks.
+    """
+    layout = as_layout(layout)
+    workers = Placement.workers_now(client)
+    if not workers:
+        raise RuntimeError("the Dask cluster has no workers: restart it with dml.close_client(); dml.get_client()")
+    is_dask = isinstance(X, da.Array)
+    if is_dask:
+        X = X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
+        y = y.rechunk((X.chunks[0],)) if y.chunks[0] != X.chunks[0] else y
+        block_sizes, token = X.chunks[0], (X.name, y.name)
+    else:
+        block_sizes, token = np.ones(len(y), dtype=np.int64), dask.base.tokenize(X, y)
+    n_nodes = check_int("n_nodes", n_nodes, low=1, high=len(block_sizes))
+    key = (id(client), workers, token, n_nodes, layout)
+    cached = _cache.get(key)
+    if cached is not None and cached.healthy(client):
+        _cache.move_to_end(key)
+        return cached
+    rows = assign_rows(layout, n_nodes, block_sizes, key=_layout_key(layout, X, y))
+    pinned = [workers[i % len(workers)] for i in range(n_nodes)]
+    name = dask.base.tokenize(key[2:])
+    if is_dask:
+        futures = _place_dask(client, X, y, rows, pinned, name)
+    else:
+        futures = _place_numpy(client, X, y, rows, pinned, name)
+    placement = Placement(futures, pinned, rows, len(y), X.shape[1], key)
+    _cache[key] = placement
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    return placement
+
+
+def clear_cache() -> None:
+    """Forget every cached placement (their shards are released from the cluster)."""
+    _cache.clear()
+
+
+def build_shard(x_blocks: list, y_blocks: list, selectors: list, node: int) -> tuple[np.ndarray, np.ndarray]:
+    """The task that makes a node's shard from data blocks (``None`` selector: the whole block)."""
+    X = np.concatenate([b if s is None else b[s] for b, s in zip(x_blocks, selectors)])
+    y = np.concatenate([b if s is None else b[s] for b, s in zip(y_blocks, selectors)])
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"X contains NaN or inf (in the rows of node {node}): clean or impute the data first")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"y contains NaN or inf (in the rows of node {node}): clean or impute the data first")
+    return X, y
+
+
+def _place_numpy(client, X, y, rows, pinned, name) -> list[Future]:
+    with warnings.catch_warnings():
+        # The shard's rows travel inside its task, which is what lets the scheduler rebuild it.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return [
+            client.submit(
+                build_shard, [X[r]], [y[r]], [None], node, key=f"shard-{name}-{node}",
+                workers=[addr], allow_other_workers=True,
+            )
+            for node, (r, addr) in enumerate(zip(rows, pinned))
+        ]
+
+
+def _place_dask(client, X, y, rows, pinned, name) -> list[Future]:
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
+    x_blocks, y_blocks = X.to_delayed().ravel(), y.to_delayed().ravel()
+    futures = []
+    for node, (r, addr) in enumerate(zip(rows, pinned)):
+        block_of_row = np.searchsorted(starts, r, side="right") - 1
+        blocks, first = np.unique(block_of_row, return_index=True)
+        bounds = np.append(first, len(r))
+        selectors = []
+        for b, lo, hi in zip(blocks, bounds[:-1], bounds[1:]):
+            local = r[lo:hi] - starts[b]
+            whole = len(local) == starts[b + 1] - starts[b]
+            selectors.append(None if whole else local)
+        shard = dask.delayed(build_shard, pure=True)(
+            [x_blocks[b] for b in blocks], [y_blocks[b] for b in blocks], selectors, node,
+            dask_key_name=f"shard-{name}-{node}",
+        )
+        futures.append(client.compute(shard, workers=[addr], allow_other_workers=True))
+    return futures
+
+
+def _layout_key(layout: Layout, X: Any, y: Any) -> np.ndarray | None:
+    if layout.kind != "noniid":
+        return None
+    if layout.sort_by != "y":
+        check_int("sort_by", layout.sort_by, low=0, high=X.shape[1] - 1)
+    key = y if layout.sort_by == "y" else X[:, layout.sort_by]
+    return np.asarray(key.compute() if isinstance(key, da.Array) else key)

@@ -1,0 +1,99 @@
+"""How the server reaches its nodes each step: direct calls to actors, or one scheduled task per node.
+
+Both give the same replies bit for bit; they differ in cost. ``"actors"`` (the default) keeps each shard in a
+Dask actor on its worker and calls it directly, with no scheduler round trip: a few milliseconds per step.
+``"tasks"`` submits one task per node per step through the scheduler: slower, but every step shows in the
+dashboard's task stream (notebooks 03 and 04 use it to show where tasks ran).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Protocol
+
+import numpy as np
+from distributed import Client, wait
+
+from .comm import serialized_nbytes
+from .node import NodeConfig, NodeReply, ShardActor, node_step
+from .shards import Placement
+
+TRANSPORTS = ("actors", "tasks")
+STEP_TIMEOUT = 120.0
+"""Seconds the server waits for its nodes in one step before it stops with a clear error."""
+
+
+class Transport(Protocol):
+    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
+        """Send ``w`` to every node; return the replies in node order, bytes sent and bytes received."""
+        ...
+
+
+def connect(client: Client, placement: Placement, config: NodeConfig, kind: str) -> Transport:
+    """A transport of the given kind (``"actors"`` or ``"tasks"``) to the placement's nodes."""
+    if kind == "actors":
+        return ActorTransport(client, placement, config)
+    return TaskTransport(client, placement, config)
+
+
+def _timeout_error(step: int) -> TimeoutError:
+    return TimeoutError(
+        f"the nodes did not answer step {step} within {STEP_TIMEOUT:.0f} s: the cluster may be stuck or "
+        "overloaded; restart it with dml.close_client() and rerun the cell"
+    )
+
+
+class ActorTransport:
+    """One :class:`~dml_lesson.node.ShardActor` per node, created once per placement and reused."""
+
+    def __init__(self, client: Client, placement: Placement, config: NodeConfig) -> None:
+        actors = placement.extras.get("actors")
+        if actors is None:
+            futures = [
+                client.submit(ShardActor, shard, node, workers=[addr], actor=True)
+                for node, (shard, addr) in enumerate(zip(placement.futures, placement.workers))
+            ]
+            actors = [f.result(timeout=STEP_TIMEOUT) for f in futures]
+            placement.extras["actors"] = actors
+            placement.extras["actor_futures"] = futures
+        for call in [a.configure(config) for a in actors]:
+            call.result(timeout=STEP_TIMEOUT)
+        self.actors = actors
+
+    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
+        calls = [actor.step(w, step, need_grad) for actor in self.actors]
+        try:
+            replies = [NodeReply(*call.result(timeout=STEP_TIMEOUT)) for call in calls]
+        except (TimeoutError, FuturesTimeout) as exc:
+            raise _timeout_error(step) from exc
+        return replies, *_bytes(w, step, need_grad, replies)
+
+
+class TaskTransport:
+    """One task per node per step, submitted through the scheduler to the node's worker."""
+
+    def __init__(self, client: Client, placement: Placement, config: NodeConfig) -> None:
+        self.client, self.placement, self.config = client, placement, config
+
+    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
+        p = self.placement
+        futures = [
+            self.client.submit(
+                node_step, shard, self.config, node, w, step, need_grad,
+                workers=[addr], allow_other_workers=True, pure=False,
+            )
+            for node, (shard, addr) in enumerate(zip(p.futures, p.workers))
+        ]
+        try:
+            wait(futures, timeout=STEP_TIMEOUT)
+        except (TimeoutError, FuturesTimeout) as exc:
+            raise _timeout_error(step) from exc
+        replies = [NodeReply(*r) for r in self.client.gather(futures)]
+        return replies, *_bytes(w, step, need_grad, replies)
+
+
+def _bytes(w: np.ndarray, step: int, need_grad: bool, replies: list[NodeReply]) -> tuple[int, int]:
+    """Bytes of the step's messages as Dask serializes them: ``w`` to every node, each reply back."""
+    sent = len(replies) * serialized_nbytes((w, step, need_grad))
+    received = sum(serialized_nbytes(tuple(r)) for r in replies)
+    return sent, received
