@@ -4,18 +4,29 @@ distributed SGD on a real Dask cluster".
 Notebooks import it as ``import dml_lesson as dml`` and call the names below.
 """
 
-from .cluster import close_client, dashboard_link, get_client, worker_addresses, worker_table
+from .cluster import (
+    PeakMemory,
+    close_client,
+    dashboard_link,
+    get_client,
+    tasks_per_worker,
+    worker_addresses,
+    worker_table,
+)
 from .comm import formula_nbytes, serialized_nbytes
-from .data import Dataset, make_classification, make_regression, to_numpy
+from .data import Dataset, lineage, make_classification, make_regression, to_numpy
 from .layout import LAYOUTS, Layout, assign_rows, node_of_rows
 from .models import LINEAR, LOGISTIC, Model, lipschitz_constant, mse, mse_gradient, sigmoid
+from .node import NodeConfig, NodeReply, node_step
 from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay
 from .result import TrainingResult
 from .server import combine, distributed_gd, distributed_sgd
+from .shards import place_shards
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NodeConfig", "NodeReply", "PeakMemory", "lineage", "node_step", "place_shards", "tasks_per_worker",
     "LAYOUTS", "LINEAR", "LOGISTIC", "Dataset", "Layout", "Model", "TrainingResult", "assign_rows",
     "close_client", "combine", "dashboard_link", "distributed_gd", "distributed_sgd", "formula_nbytes",
     "get_client", "gradient_descent", "lipschitz_constant", "make_classification", "make_regression",

@@ -116,6 +116,18 @@ def dashboard_link(client: Client | None = None) -> str:
     return client.dashboard_link
 
 
+def tasks_per_worker(tasks: list[dict[str, Any]], prefix: str = "") -> dict[int, int]:
+    """Count the task-stream records (``get_task_stream().data``) per worker index, for keys that start with
+    ``prefix`` (notebook 03: where did the node tasks run?). Worker ``i`` is the i-th in sorted order."""
+    workers = sorted({t["worker"] for t in tasks})
+    counts = dict.fromkeys(range(len(workers)), 0)
+    for t in tasks:
+        key = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
+        if str(key).startswith(prefix):
+            counts[workers.index(t["worker"])] += 1
+    return counts
+
+
 def _getpid() -> int:
     import os
 
@@ -133,3 +145,47 @@ def _free_dashboard_port() -> int:
 
 
 atexit.register(close_client)
+
+
+class PeakMemory:
+    """Context manager measuring each worker's peak resident memory while the block runs (notebook 00).
+
+    Each worker samples its own process every 10 ms in a background thread, so short peaks are caught.
+    After the block, ``peaks`` maps worker address to peak bytes and ``limits`` to the memory limit.
+    """
+
+    def __init__(self, client: Client | None = None) -> None:
+        self.client = client or get_client()
+        self.peaks: dict[str, int] = {}
+        self.limits: dict[str, int] = {}
+
+    def __enter__(self) -> PeakMemory:
+        self.client.run(_start_sampler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peaks = self.client.run(_stop_sampler)
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        self.limits = {addr: info[addr]["memory_limit"] for addr in self.peaks}
+
+
+def _start_sampler() -> None:
+    import psutil
+
+    proc, state = psutil.Process(), {"peak": 0, "run": True}
+
+    def sample() -> None:
+        while state["run"]:
+            state["peak"] = max(state["peak"], proc.memory_info().rss)
+            threading.Event().wait(0.01)
+
+    state["thread"] = threading.Thread(target=sample, daemon=True)
+    state["thread"].start()
+    globals()["_sampler_state"] = state
+
+
+def _stop_sampler() -> int:
+    state = globals().pop("_sampler_state")
+    state["run"] = False
+    state["thread"].join()
+    return int(state["peak"])

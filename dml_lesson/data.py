@@ -9,11 +9,14 @@ it. Notebooks 01 to 05 build every example from :func:`make_regression` and :fun
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from ._checks import check_float, check_int, check_seed, check_vector
 
@@ -145,17 +148,25 @@ def default_block_size(n_samples: int) -> int:
 
 
 def _build(n_samples, n_features, seed, block_size, params, w_true) -> Dataset:
+    """Two dask arrays over one graph: per block, a ``make_rows`` task and two ``getitem`` tasks taking X and y."""
     if block_size is None:
         block_size = default_block_size(n_samples)
     block_size = check_int("block_size", block_size, low=1)
-    make = dask.delayed(make_rows, pure=True, nout=2)
-    xs, ys = [], []
-    for start in range(0, n_samples, block_size):
+    starts = list(range(0, n_samples, block_size))
+    token = tokenize(n_samples, n_features, seed, block_size, params)
+    rows, x_name, y_name = f"make_rows-{token}", f"X-{token}", f"y-{token}"
+    graph: dict = {}
+    for i, start in enumerate(starts):
         stop = min(start + block_size, n_samples)
-        Xb, yb = make(seed, start, stop, n_features, params)
-        xs.append(da.from_delayed(Xb, (stop - start, n_features + 1), dtype=float))
-        ys.append(da.from_delayed(yb, (stop - start,), dtype=float))
-    return Dataset(da.concatenate(xs), da.concatenate(ys), w_true)
+        graph[(rows, i)] = (make_rows, seed, start, stop, n_features, params)
+        graph[(x_name, i, 0)] = (operator.getitem, (rows, i), 0)
+        graph[(y_name, i)] = (operator.getitem, (rows, i), 1)
+    chunks = (tuple(min(block_size, n_samples - s) for s in starts),)
+    X_graph = HighLevelGraph.from_collections(x_name, {k: v for k, v in graph.items() if k[0] != y_name})
+    y_graph = HighLevelGraph.from_collections(y_name, {k: v for k, v in graph.items() if k[0] != x_name})
+    X = da.Array(X_graph, x_name, chunks + ((n_features + 1,),), dtype=float)
+    y = da.Array(y_graph, y_name, chunks, dtype=float)
+    return Dataset(X, y, w_true)
 
 
 def make_rows(seed: int, start: int, stop: int, n_features: int, params: dict) -> tuple:
@@ -178,3 +189,25 @@ def _unit(seed: int, unit: int, n_features: int, params: dict) -> tuple[np.ndarr
         y = (rng.random(UNIT_ROWS) < params["p"]).astype(float)
         X[:, 1:] = rng.standard_normal((UNIT_ROWS, n_features)) + np.where(y[:, None] > 0, 1, -1) * params["mu"]
     return X, y
+
+
+def lineage(block: da.Array) -> list[str]:
+    """The tasks that make a dask array, as readable lines, inputs first (notebooks 00 and 07).
+
+    This recipe is what the scheduler reruns when a worker holding the result is lost.
+    """
+    graph = block.__dask_graph__()
+    culled = dict(graph.cull(set(dask.core.flatten(block.__dask_keys__()))))
+    lines = []
+    for key in dask.core.toposort(culled):
+        name = key[0] if isinstance(key, tuple) else key
+        prefix = str(name).rsplit("-", 1)[0]
+        task = culled[key]
+        args = task[1:] if isinstance(task, tuple) and callable(task[0]) else getattr(task, "args", ())
+        if prefix == "make_rows" and len(args) >= 3:
+            lines.append(f"make_rows(seed={args[0]}, rows {args[1]}:{args[2]})")
+        elif prefix == "X" or prefix == "y":
+            lines.append(f"take {prefix} from it")
+        else:
+            lines.append(f"{prefix} (select the block)")
+    return lines

@@ -1,0 +1,244 @@
+"""Sliders beside a figure: each notebook's interactive experiment (notebooks 01 to 05).
+
+An :class:`Explorer` owns its controls, a status line and an output area. Every control redraws only when
+released (``continuous_update=False``): the explorer reruns training, draws the figure with the same function
+the notebook used for its static figure, and writes a status line (running, converged, diverged at step k).
+Tests drive an explorer from Python by setting ``explorer.controls[name].value``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+from IPython.display import Image, clear_output, display
+from matplotlib.figure import Figure
+
+from . import plots
+from .cluster import get_client
+from .models import lipschitz_constant
+from .optim import gradient_descent, sgd
+from .server import distributed_gd, distributed_sgd
+from .shards import place_shards
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (outside one, e.g. in tests, nothing is displayed)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class Explorer:
+    """Controls + status line + figure; ``step(values) -> (Figure, status)`` does the work of one redraw."""
+
+    def __init__(self, controls: dict[str, w.ValueWidget], step: Callable[[dict[str, Any]], tuple[Figure, str]]):
+        self.controls, self._step = controls, step
+        self.status = w.HTML()
+        self.output = w.Output()
+        self.png, self.redraws, self.seconds = b"", 0, 0.0
+        for control in controls.values():
+            control.continuous_update = False
+            control.style.description_width = "initial"
+            control.observe(self._changed, names="value")
+        self.widget = w.VBox([w.HBox(list(controls.values())), self.status, self.output])
+        self.update()
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The controls' current values."""
+        return {name: c.value for name, c in self.controls.items()}
+
+    def update(self) -> None:
+        """Rerun and redraw at the current values (called on every slider release)."""
+        self.status.value = "<i>running…</i>"
+        start = time.perf_counter()
+        try:
+            fig, status = self._step(self.values)
+        except (ValueError, TypeError, RuntimeError, TimeoutError) as exc:
+            self.status.value = f"<b style='color:#b00'>error:</b> {exc}"
+            return
+        self.png = plots.to_png(fig)
+        self.seconds = time.perf_counter() - start
+        self.redraws += 1
+        if _in_kernel():
+            with self.output:
+                clear_output(wait=True)
+                display(Image(self.png))
+        color = "#b00" if "diverged" in status else "#060"
+        self.status.value = f"<span style='color:{color}'>{status}</span> <small>({self.seconds:.2f} s)</small>"
+
+    def _changed(self, change: dict[str, Any]) -> None:
+        self.update()
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+
+
+def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40,
+                lr_range: tuple[float, float] = (0.01, 1.0)) -> Explorer:
+    """Notebook 01: a learning-rate slider over GD on a two-weight problem, the bound 2/L marked."""
+    bound = 2 / lipschitz_constant(X)
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
+                              step=0.02, description="learning rate", readout_format=".3f")
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        res = gradient_descent(X, y, lr=v["lr"], n_steps=n_steps)
+        return plots.lr_figure(res, X, y, w_star, bound, lr_range), lr_status(res, bound)
+
+    return Explorer({"lr": slider}, step)
+
+
+def lr_status(res: Any, bound: float) -> str:
+    """How a GD run behaved, in words, given the stability bound ``2/L``."""
+    lr = res.params["lr"]
+    where = f"lr = {lr:.3g} = {lr / bound:.2f} × 2/L"
+    if res.diverged:
+        return f"{where}: diverged at step {res.diverged_at} (above 2/L every step overshoots more)"
+    regime = "oscillating but converging" if lr > bound / 2 else "converging smoothly"
+    if lr < bound / 20:
+        regime = "converging slowly"
+    if lr > bound:
+        regime = "above 2/L, so the loss grows (diverging, slowly this close to the bound)"
+    return f"{where}: {regime}, loss {res.losses[-1]:.4g} after {res.n_steps} steps"
+
+
+BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float = 0.05, n_epochs: int = 3,
+                 seed: int = 0) -> Explorer:
+    """Notebook 02: batch-size and learning-rate sliders; SGD against GD for the same number of epochs."""
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    sizes = [b for b in BATCH_SIZES if b < len(y)] + [len(y)]
+    controls = {
+        "batch_size": w.SelectionSlider(options=sizes, value=batch_size, description="batch size"),
+        "lr": w.FloatLogSlider(value=lr, base=10, min=-3, max=0, step=0.05, description="learning rate",
+                               readout_format=".3f"),
+    }
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        results = sgd_runs(X, y, v["batch_size"], v["lr"], n_epochs, seed)
+        run = results[f"SGD, batch {v['batch_size']}"]
+        return plots.sgd_figure(results, X, y, w_star), sgd_status(run)
+
+    return Explorer(controls, step)
+
+
+def sgd_runs(X: np.ndarray, y: np.ndarray, batch_size: int, lr: float, n_epochs: int, seed: int = 0) -> dict:
+    """GD and SGD with ``batch_size`` over the same number of epochs (notebook 02)."""
+    steps = n_epochs * (len(y) // batch_size)
+    return {
+        "GD (all rows)": gradient_descent(X, y, lr=lr, n_steps=n_epochs),
+        f"SGD, batch {batch_size}": sgd(X, y, lr=lr, batch_size=batch_size, n_steps=steps, seed=seed),
+    }
+
+
+def sgd_status(res: Any) -> str:
+    """Status line of an SGD run: steps, epochs, final loss or divergence."""
+    b = res.params["batch_size"]
+    if res.diverged:
+        return f"batch {b}: diverged at step {res.diverged_at}: lower the learning rate"
+    return f"batch {b}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, final loss {res.losses[-1]:.4g}"
+
+
+def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous", client: Any = None) -> Explorer:
+    """Notebook 03: a node-count slider and a layout menu; the map of which rows live on which worker."""
+    client = client or get_client()
+    n_blocks = X.numblocks[0]
+    y_values = np.asarray(y.compute() if hasattr(y, "compute") else y)
+    controls = {
+        "n_nodes": w.IntSlider(value=n_nodes, min=1, max=min(8, n_blocks), description="nodes"),
+        "layout": w.Dropdown(options=["contiguous", "shuffled", "skewed", "noniid"], value=layout,
+                             description="layout"),
+    }
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        p = place_shards(client, X, y, v["n_nodes"], v["layout"])
+        workers = sorted(set(p.workers))
+        fig = plots.layout_figure(p.rows, p.n_rows, [workers.index(a) for a in p.workers], y_values,
+                                  f"{v['n_nodes']} nodes, {v['layout']} layout")
+        held = sum(p.sizes)
+        status = f"shard sizes {p.sizes}: {held} rows in all, each row on exactly one node"
+        return fig, status
+
+    return Explorer(controls, step)
+
+
+def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int = 40,
+                       client: Any = None) -> Explorer:
+    """Notebook 04: a node-count slider; the weighted mean against the source's sum of node gradients."""
+    client = client or get_client()
+    n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
+    controls = {"n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes")}
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        results = aggregate_runs(X, y, v["n_nodes"], lr, n_steps, client)
+        return plots.aggregate_figure(results, v["n_nodes"]), aggregate_status(results)
+
+    return Explorer(controls, step)
+
+
+def aggregate_runs(X: Any, y: Any, n_nodes: int, lr: float, n_steps: int, client: Any = None) -> dict:
+    """Distributed GD with the weighted mean and with the source's sum (notebook 04)."""
+    return {
+        "weighted mean": distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps, client=client),
+        "sum (source's formula)": distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps,
+                                                 aggregate="sum", client=client),
+    }
+
+
+def aggregate_status(results: dict) -> str:
+    """One line per aggregation rule: final loss, or the step where it diverged."""
+    parts = []
+    for label, res in results.items():
+        if res.diverged:
+            parts.append(f"{label}: diverged at step {res.diverged_at}")
+        else:
+            parts.append(f"{label}: loss {res.losses[-1]:.4g} after {res.n_steps} steps")
+    return f"{results['weighted mean'].params['n_nodes']} nodes. " + "; ".join(parts)
+
+
+def dsgd_explorer(X: Any, y: Any, lr: float = 0.02, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
+                  seed: int = 0, client: Any = None) -> Explorer:
+    """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule."""
+    client = client or get_client()
+    n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
+    controls = {
+        "n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes"),
+        "batch_size": w.SelectionSlider(options=BATCH_SIZES[:8], value=batch_size, description="batch per node"),
+        "scale_lr": w.Checkbox(value=False, description="scale lr with the node count"),
+    }
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client)
+        return plots.dsgd_figure(results), dsgd_status(results)
+
+    return Explorer(controls, step)
+
+
+def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr: bool, n_steps: int,
+              seed: int = 0, client: Any = None) -> dict:
+    """One node against ``n_nodes`` nodes with the same per-node batch (notebook 05)."""
+    kw = dict(batch_size=batch_size, n_steps=n_steps, seed=seed, client=client)
+    lr_k = lr * n_nodes if scale_lr else lr
+    return {
+        f"1 node, batch {batch_size}, lr {lr:.3g}": distributed_sgd(X, y, n_nodes=1, lr=lr, **kw),
+        f"{n_nodes} nodes × batch {batch_size}, lr {lr_k:.3g}": distributed_sgd(X, y, n_nodes=n_nodes, lr=lr_k,
+                                                                                **kw),
+    }
+
+
+def dsgd_status(results: dict) -> str:
+    """Global batch and outcome of the multi-node run."""
+    res = list(results.values())[-1]
+    k, b = res.params["n_nodes"], res.params["batch_size"]
+    head = f"global batch = {k} nodes × {b} = {res.rows_per_step} rows per step, lr {res.params['lr']:.3g}"
+    if res.diverged:
+        return f"{head}: diverged at step {res.diverged_at}"
+    return f"{head}: loss {res.losses[-1]:.4g} after {res.n_steps} steps ({res.epochs[-1]:.2f} epochs)"
