@@ -21,12 +21,13 @@ from .node import NodeConfig, NodeReply, node_step
 from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay
 from .result import TrainingResult
 from .server import combine, distributed_gd, distributed_sgd
-from .shards import place_shards
+from .shards import gather_rows, place_shards
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "NodeConfig", "NodeReply", "PeakMemory", "lineage", "node_step", "place_shards", "tasks_per_worker",
+    "NodeConfig", "NodeReply", "PeakMemory", "gather_rows", "lineage", "node_step", "place_shards",
+    "tasks_per_worker",
     "LAYOUTS", "LINEAR", "LOGISTIC", "Dataset", "Layout", "Model", "TrainingResult", "assign_rows",
     "close_client", "combine", "dashboard_link", "distributed_gd", "distributed_sgd", "formula_nbytes",
     "get_client", "gradient_descent", "lipschitz_constant", "make_classification", "make_regression",

@@ -163,9 +163,9 @@ def check_xy(X: Any, y: Any, *, allow_dask: bool = False) -> tuple[Any, Any]:
 
         X, y = to_numpy(X, y)
     if not isinstance(X, da.Array):
-        X = np.asarray(X, dtype=float)
+        X = np.require(X, dtype=float, requirements="A")  # aligned, or BLAS is skipped (see data.to_numpy)
     if not isinstance(y, da.Array):
-        y = np.asarray(y, dtype=float)
+        y = np.require(y, dtype=float, requirements="A")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (rows x features), got {X.ndim}-D with shape {X.shape}")
     if y.ndim != 1:

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
-from distributed import Client, Future
+from distributed import Client, Future, wait
 
 from ._checks import check_int
 from .cluster import worker_addresses
 from .layout import Layout, as_layout, assign_rows
 
 CACHE_SIZE = 4
+PLACE_TIMEOUT = 300.0
 _cache: OrderedDict[tuple, Placement] = OrderedDict()
 
 
@@ -56,7 +58,7 @@ class Placement:
         return tuple(worker_addresses(client))
 
 
-def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Layout) -> Placement:
+def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Layout = "contiguous") -> Placement:
     """Build (or reuse) the shards of ``(X, y)`` for ``n_nodes`` nodes under ``layout``.
 
     ``X`` and ``y`` are numpy arrays (a numpy array's blocks are its rows) or dask arrays chunked by rows.
@@ -86,11 +88,26 @@ def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Lay
         futures = _place_dask(client, X, y, rows, pinned, name)
     else:
         futures = _place_numpy(client, X, y, rows, pinned, name)
+    _wait_for(futures)
     placement = Placement(futures, pinned, rows, len(y), X.shape[1], key)
     _cache[key] = placement
     while len(_cache) > CACHE_SIZE:
         _cache.popitem(last=False)
     return placement
+
+
+def _wait_for(futures: list[Future]) -> None:
+    """Wait until every shard is in memory; raise a shard's own error (e.g. NaN in X), or a clear timeout."""
+    try:
+        wait(futures, timeout=PLACE_TIMEOUT)
+    except (TimeoutError, FuturesTimeout) as exc:
+        raise TimeoutError(
+            f"the shards were not built within {PLACE_TIMEOUT:.0f} s: the cluster may be overloaded or short "
+            "of memory; restart it with dml.close_client() and rerun the cell"
+        ) from exc
+    for future in futures:
+        if future.status == "error":
+            future.result()
 
 
 def clear_cache() -> None:
@@ -150,3 +167,16 @@ def _layout_key(layout: Layout, X: Any, y: Any) -> np.ndarray | None:
         check_int("sort_by", layout.sort_by, low=0, high=X.shape[1] - 1)
     key = y if layout.sort_by == "y" else X[:, layout.sort_by]
     return np.asarray(key.compute() if isinstance(key, da.Array) else key)
+
+
+def gather_rows(client: Client, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+    """Bring every shard back and put its rows in dataset order (notebook 03: the data is unchanged).
+
+    Only for small data: everything comes to the client.
+    """
+    shards = client.gather(placement.futures)
+    X = np.empty((placement.n_rows, placement.n_weights))
+    y = np.empty(placement.n_rows)
+    for (X_s, y_s), rows in zip(shards, placement.rows):
+        X[rows], y[rows] = X_s, y_s
+    return X, y

@@ -37,8 +37,8 @@ def sync(check: bool = False) -> list[str]:
         nb = json.loads(path.read_text())
         cells = [c for c in nb["cells"] if not "".join(c["source"]).startswith(MARK)]
         line = nav_line(paths, i)
-        cell = {"cell_type": "markdown", "metadata": {}, "source": [line]}
-        new = [cell, *cells, json.loads(json.dumps(cell))]
+        top = {"cell_type": "markdown", "id": "nav-top", "metadata": {}, "source": [line]}
+        new = [top, *cells, {**top, "id": "nav-bottom"}]
         if json.dumps(new) != json.dumps(nb["cells"]):
             stale.append(path.name)
             if not check:
