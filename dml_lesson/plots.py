@@ -129,7 +129,7 @@ def layout_figure(shards: list[np.ndarray], n_rows: int, workers: list[int], y: 
     ax.set_title(title, fontsize=10)
     if y is not None:
         ax_y = fig.axes[1]
-        ax_y.boxplot([y[rows] for rows in shards], vert=False, positions=range(len(shards)), widths=0.6,
+        ax_y.boxplot([y[rows] for rows in shards], orientation="horizontal", positions=range(len(shards)), widths=0.6,
                      showfliers=False)
         ax_y.set_ylim(len(shards) - 0.5, -0.5)
         ax_y.set_yticks([])

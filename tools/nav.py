@@ -29,6 +29,11 @@ def nav_line(paths: list[Path], i: int) -> str:
     return f"{MARK}\n{prev} | [contents](../README.md#the-notebooks) | {nxt}"
 
 
+def _normal(cells: list[dict]) -> str:
+    """Cells as text, with each source joined (Jupyter stores it as a list of lines, or one string)."""
+    return json.dumps([{**c, "source": "".join(c["source"])} for c in cells], sort_keys=True)
+
+
 def sync(check: bool = False) -> list[str]:
     """Rewrite (or, with ``check``, only compare) the nav cells; return the notebooks that were stale."""
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -39,7 +44,7 @@ def sync(check: bool = False) -> list[str]:
         line = nav_line(paths, i)
         top = {"cell_type": "markdown", "id": "nav-top", "metadata": {}, "source": [line]}
         new = [top, *cells, {**top, "id": "nav-bottom"}]
-        if json.dumps(new) != json.dumps(nb["cells"]):
+        if _normal(new) != _normal(nb["cells"]):
             stale.append(path.name)
             if not check:
                 nb["cells"] = new

@@ -1,0 +1,90 @@
+"""Each notebook's widget, driven from Python: a slider change reruns, redraws and updates the status line."""
+
+import numpy as np
+import pytest
+
+import dml_lesson as dml
+from dml_lesson import widgets
+
+
+@pytest.fixture(scope="module")
+def two_weights():
+    X, y, _ = dml.make_regression(1000, 1, noise=0.1, seed=0, w_true=[1.0, -2.0], x_mean=1.0).to_numpy()
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    return dml.make_regression(1000, 1, noise=0.1, seed=0, w_true=[1.0, -2.0], x_mean=1.0, block_size=125)[:2]
+
+
+def move(explorer, name, value):
+    """Set a control as a learner's release would, and return the previous figure."""
+    before, redraws = explorer.png, explorer.redraws
+    explorer.controls[name].value = value
+    assert explorer.redraws == redraws + 1, explorer.status.value
+    assert explorer.png != before, "the figure did not change"
+    return explorer.status.value
+
+
+def test_controls_redraw_only_on_release(two_weights):
+    e = widgets.lr_explorer(*two_weights)
+    assert all(c.continuous_update is False for c in e.controls.values())
+
+
+def test_lr_slider_crosses_the_stability_bound(two_weights):
+    X, y = two_weights
+    e = widgets.lr_explorer(X, y, lr=0.1)
+    assert e.redraws == 1 and e.png.startswith(b"\x89PNG") and "converging smoothly" in e.status.value
+    assert "oscillating" in move(e, "lr", 0.3)
+    status = move(e, "lr", 0.8)
+    assert "diverged at step" in status and "#b00" in status
+    assert "converging" in move(e, "lr", 0.05)
+
+
+def test_batch_size_slider(two_weights):
+    e = widgets.sgd_explorer(*two_weights, batch_size=16, lr=0.05)
+    assert "batch 16" in e.status.value
+    assert "batch 1:" in move(e, "batch_size", 1)
+    assert "batch 1000: 3 steps" in move(e, "batch_size", 1000)
+    move(e, "batch_size", 16)
+    assert "diverged at step" in move(e, "lr", 1.0)
+
+
+def test_node_count_slider_changes_the_layout(client, blocks):
+    e = widgets.layout_explorer(*blocks, n_nodes=4, client=client)
+    assert "shard sizes [250, 250, 250, 250]" in e.status.value
+    assert "shard sizes [375, 250, 375]" in move(e, "n_nodes", 3)
+    assert "1000 rows in all" in move(e, "layout", "skewed")
+
+
+def test_aggregate_slider_shows_the_sum_diverging(client, blocks):
+    e = widgets.aggregate_explorer(*blocks, lr=0.15, n_nodes=1, client=client)
+    assert "diverged" not in e.status.value
+    status = move(e, "n_nodes", 4)
+    assert "sum (source's formula): diverged at step" in status
+    assert "weighted mean: loss" in status
+
+
+def test_dsgd_sliders(client, blocks):
+    e = widgets.dsgd_explorer(*blocks, lr=0.02, n_nodes=2, batch_size=8, client=client)
+    assert "global batch = 2 nodes × 8 = 16 rows per step" in e.status.value
+    assert "global batch = 4 nodes × 8 = 32" in move(e, "n_nodes", 4)
+    assert "4 nodes × 32 = 128" in move(e, "batch_size", 32)
+    assert "lr 0.08" in move(e, "scale_lr", True)
+
+
+def test_a_bad_value_shows_an_error_not_a_traceback(two_weights):
+    X, y = two_weights
+    e = widgets.lr_explorer(X, y)
+    e._step = lambda values: (_ for _ in ()).throw(ValueError("lr must be > 0"))
+    e.update()
+    assert "error:" in e.status.value and "lr must be > 0" in e.status.value
+
+
+def test_static_figure_equals_the_widget_at_its_defaults(two_weights):
+    X, y = two_weights
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    res = dml.gradient_descent(X, y, lr=0.1, n_steps=40)
+    static = dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, 2 / dml.lipschitz_constant(X)))
+    assert widgets.lr_explorer(X, y, lr=0.1, n_steps=40).png == static
