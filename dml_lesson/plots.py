@@ -142,6 +142,9 @@ def _rgb(hex_color: str) -> tuple[float, float, float]:
     return tuple(int(h[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
 
 
+MIN_BAR_MS = 0.3
+
+
 def task_stream_figure(tasks: list[dict[str, Any]], workers: list[str]) -> Figure:
     """Notebooks 03 and 04: a Gantt chart of Dask's task stream, one row per worker, time from 0."""
     fig = new_figure(1, 1, height=2.2)
@@ -153,7 +156,8 @@ def task_stream_figure(tasks: list[dict[str, Any]], workers: list[str]) -> Figur
             if s["action"] == "compute":
                 name = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
                 color = COLORS[zlib.crc32(str(name).rsplit("-", 1)[0].encode()) % len(COLORS)]
-                ax.barh(row, (s["stop"] - s["start"]) * 1e3, left=(s["start"] - t0) * 1e3, color=color, height=0.6)
+                width = max((s["stop"] - s["start"]) * 1e3, MIN_BAR_MS)  # keep sub-millisecond tasks visible
+                ax.barh(row, width, left=(s["start"] - t0) * 1e3, color=color, height=0.6)
     ax.set_yticks(range(len(workers)), [f"worker {i}" for i in range(len(workers))])
     ax.set_xlabel("milliseconds")
     ax.invert_yaxis()

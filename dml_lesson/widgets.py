@@ -204,7 +204,7 @@ def aggregate_status(results: dict) -> str:
     return f"{results['weighted mean'].params['n_nodes']} nodes. " + "; ".join(parts)
 
 
-def dsgd_explorer(X: Any, y: Any, lr: float = 0.02, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
+def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
                   seed: int = 0, client: Any = None) -> Explorer:
     """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule."""
     client = client or get_client()

@@ -1,0 +1,61 @@
+"""Widget latency: set each notebook widget's control from Python and time the rerun and redraw.
+
+Each widget is built with the same data and defaults as its notebook; each control is moved through a few
+values, and the median time from setting the value to the new figure (PNG) being ready is printed. Budgets
+(DESIGN.md): 0.3 s for single-machine widgets, 1 s for cluster widgets.
+
+Run: ``.venv/bin/python benchmarks/widget_latency.py``
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import dml_lesson as dml
+from dml_lesson import widgets
+
+MOVES = {
+    "01 learning rate": ("lr", [0.05, 0.3, 0.5, 0.1, 0.2]),
+    "02 batch size": ("batch_size", [1, 64, 512, 4, 16]),
+    "02 learning rate": ("lr", [0.01, 0.2, 0.05, 0.1, 0.02]),
+    "03 nodes": ("n_nodes", [2, 8, 3, 5, 4]),
+    "03 layout": ("layout", ["shuffled", "skewed", "noniid", "contiguous", "skewed"]),
+    "04 nodes": ("n_nodes", [1, 2, 8, 3, 4]),
+    "05 nodes": ("n_nodes", [4, 8, 1, 3, 2]),
+    "05 batch per node": ("batch_size", [1, 32, 128, 4, 8]),
+    "05 scale lr": ("scale_lr", [True, False, True, False, True]),
+}
+BUDGET = {"01": 0.3, "02": 0.3, "03": 1.0, "04": 1.0, "05": 1.0}
+
+
+def main() -> None:
+    client = dml.get_client()
+    two = dml.make_regression(1000, 1, noise=0.1, seed=0, w_true=[1.0, -2.0], x_mean=1.0, block_size=125)
+    X_np, y_np = dml.to_numpy(two.X, two.y)
+    X03, y03, _ = dml.make_regression(4000, 3, noise=0.1, seed=1, block_size=250)
+    explorers = {
+        "01": widgets.lr_explorer(X_np, y_np, lr=0.1, n_steps=40),
+        "02": widgets.sgd_explorer(X_np, y_np, batch_size=16, lr=0.05, n_epochs=3),
+        "03": widgets.layout_explorer(X03, y03, n_nodes=4, client=client),
+        "04": widgets.aggregate_explorer(two.X, two.y, lr=0.15, n_nodes=4, n_steps=40, client=client),
+        "05": widgets.dsgd_explorer(two.X, two.y, lr=0.05, n_nodes=2, batch_size=8, n_steps=60, client=client),
+    }
+    print(f"{'widget control':<22}{'median s':>10}{'max s':>8}{'budget s':>10}  verdict")
+    for label, (name, values) in MOVES.items():
+        explorer = explorers[label[:2]]
+        times = []
+        for value in values:
+            start = time.perf_counter()
+            explorer.controls[name].value = value
+            times.append(time.perf_counter() - start)
+            assert "error" not in explorer.status.value, explorer.status.value
+        median, budget = float(np.median(times)), BUDGET[label[:2]]
+        verdict = "within budget" if median <= budget else "OVER budget"
+        print(f"{label:<22}{median:>10.3f}{max(times):>8.3f}{budget:>10.1f}  {verdict}")
+    dml.close_client()
+
+
+if __name__ == "__main__":
+    main()
