@@ -45,3 +45,23 @@ def test_dashboard_port_falls_back_when_8787_is_taken(monkeypatch):
         except OSError:
             pass  # already taken by someone else: the fallback applies all the same
         assert cluster._free_dashboard_port() == 0
+
+
+def test_connects_to_the_scheduler_named_in_dask_config():
+    """With DASK_SCHEDULER_ADDRESS set, get_client() joins that cluster instead of starting one."""
+    import os
+    import subprocess
+    import sys
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1", protocol="tcp",
+                      dashboard_address="127.0.0.1:0") as external:
+        env = {**os.environ, "DASK_SCHEDULER_ADDRESS": external.scheduler_address}
+        code = ("import dml_lesson as dml; c = dml.get_client(); "
+                "print(c.scheduler.address, len(dml.worker_addresses(c))); "
+                "X, y, _ = dml.make_regression(200, 2, seed=0); "
+                "print(dml.distributed_gd(X, y, n_nodes=2, n_steps=3).n_steps)")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [external.scheduler_address, "1", "3"]
