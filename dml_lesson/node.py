@@ -8,10 +8,12 @@ over its whole shard so that the server can record the full-data loss. Pure func
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numpy as np
 
+from .faults import straggle
 from .models import Model
 from .optim import minibatch_indices
 
@@ -41,24 +43,44 @@ def node_step(
     need_grad: bool = True,
 ) -> NodeReply:
     """One node's work in one step: a pure function of its shard, the config, ``w`` and ``(node, step)``."""
-    X, y = shard
+    started = time.perf_counter()
+    X, y = aligned(shard)
     model = config.model
     with np.errstate(all="ignore"):
         if not need_grad:
-            return NodeReply(None, 0, model.loss_sum(w, X, y))
-        if config.batch_size is None or config.batch_size >= len(y):
+            reply = NodeReply(None, 0, model.loss_sum(w, X, y))
+        elif config.batch_size is None or config.batch_size >= len(y):
             loss_sum, grad_sum = model.sums(w, X, y)
-            return NodeReply(grad_sum, len(y), loss_sum)
-        idx = minibatch_indices(len(y), config.batch_size, config.seed, node, step)
-        grad_sum = model.sums(w, X[idx], y[idx])[1]
-        return NodeReply(grad_sum, len(idx), model.loss_sum(w, X, y))
+            reply = NodeReply(grad_sum, len(y), loss_sum)
+        else:
+            idx = minibatch_indices(len(y), config.batch_size, config.seed, node, step)
+            reply = NodeReply(model.sums(w, X[idx], y[idx])[1], len(idx), model.loss_sum(w, X, y))
+    straggle(started)  # a worker slowed down on purpose (notebook 07) sleeps here
+    return reply
+
+
+def aligned(shard: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The shard with its arrays in aligned memory.
+
+    A shard that travelled between workers can arrive in an unaligned buffer; numpy then skips BLAS, which
+    is about 8 times slower and adds up in another order (so the last bits of a gradient would depend on
+    where the shard has been). Aligned arrays pass through without a copy.
+    """
+    X, y = shard
+    if X.flags.aligned and y.flags.aligned:
+        return shard
+    return np.require(X, requirements="A"), np.require(y, requirements="A")
+
+
+class ActorStateLost(RuntimeError):
+    """The actor was recreated by Dask after its worker died and has lost its run settings."""
 
 
 class ShardActor:
     """A Dask actor holding one node's shard: each step is a direct call, no scheduler round trip."""
 
     def __init__(self, shard: tuple[np.ndarray, np.ndarray], node: int) -> None:
-        self.shard, self.node = shard, node
+        self.shard, self.node = aligned(shard), node
         self.config: NodeConfig | None = None
 
     def configure(self, config: NodeConfig) -> None:
@@ -67,5 +89,6 @@ class ShardActor:
 
     def step(self, w: np.ndarray, step: int, need_grad: bool = True) -> NodeReply:
         """Run :func:`node_step` on the shard held in memory."""
-        assert self.config is not None, "configure() the actor before the first step"
+        if self.config is None:
+            raise ActorStateLost("this actor was rebuilt after its worker died: configure it again")
         return node_step(self.shard, self.config, self.node, w, step, need_grad)

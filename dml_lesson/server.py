@@ -10,6 +10,7 @@ training diverges as nodes are added.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dask.array as da
@@ -24,7 +25,7 @@ from .node import NodeConfig, NodeReply
 from .optim import Schedule, _check_common, check_xy, make_schedule
 from .result import Recorder, TrainingResult
 from .shards import place_shards
-from .transport import TRANSPORTS, connect
+from .transport import TRANSPORTS, Resilient
 
 AGGREGATES = ("mean", "sum")
 
@@ -42,6 +43,7 @@ def distributed_gd(
     model: str | Model = "linear",
     layout: str | Layout = "contiguous",
     transport: str = "actors",
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainingResult:
     """Full-batch gradient descent computed by ``n_nodes`` nodes of a parameter server (notebook 04).
 
@@ -61,6 +63,10 @@ def distributed_gd(
         How blocks are grouped into shards (see :mod:`dml_lesson.layout`).
     transport : ``"actors"`` or ``"tasks"``
         How the server reaches its nodes (see :mod:`dml_lesson.transport`); results are identical.
+    on_step : callable, optional
+        Called with the step number before each step (notebook 07 kills a worker with
+        :func:`~dml_lesson.faults.kill_at`). A lost worker does not stop the run: its shards are rebuilt
+        from their lineage and the step is repeated, with the same result.
     """
     return _train("distributed_gd", **locals(), batch_size=None, seed=0, schedule="constant")
 
@@ -81,6 +87,7 @@ def distributed_sgd(
     model: str | Model = "linear",
     layout: str | Layout = "contiguous",
     transport: str = "actors",
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainingResult:
     """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
 
@@ -94,7 +101,7 @@ def distributed_sgd(
     return _train("distributed_sgd", **locals())
 
 
-def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport,
+def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step,
            batch_size, seed, schedule) -> TrainingResult:
     X, y = check_xy(X, y, allow_dask=True)
     lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
@@ -109,13 +116,16 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     if batch_size is not None:
         why = "the largest shard's rows"
         batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
-    nodes = connect(client, placement, NodeConfig(model, batch_size, seed), transport)
+    nodes = Resilient(client, lambda: place_shards(client, X, y, n_nodes, layout),
+                      NodeConfig(model, batch_size, seed), transport)
     rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
               "batch_size": batch_size, "seed": seed, "transport": transport,
               "shard_sizes": placement.sizes, "workers": list(placement.workers)}
     rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
     for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
+        if on_step is not None:
+            on_step(step)
         need_grad = step < n_steps
         replies, sent, received = nodes.round(w, step, need_grad)
         if not rec.record(w, _total(r.loss_sum for r in replies) / len(y)) or not need_grad:
@@ -123,6 +133,7 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
         with np.errstate(all="ignore"):
             w = w - lr * factor(step) * combine(replies, aggregate)
         rec.step_done(sent, received)
+    rec.params["recoveries"] = nodes.recoveries
     return rec.result()
 
 

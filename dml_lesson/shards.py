@@ -110,6 +110,11 @@ def _wait_for(futures: list[Future]) -> None:
             future.result()
 
 
+def forget(placement: Placement) -> None:
+    """Drop one placement from the cache (after a lost worker), releasing its shards."""
+    _cache.pop(placement.key, None)
+
+
 def clear_cache() -> None:
     """Forget every cached placement (their shards are released from the cluster)."""
     _cache.clear()

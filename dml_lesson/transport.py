@@ -8,19 +8,26 @@ dashboard's task stream (notebooks 03 and 04 use it to show where tasks ran).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Protocol
 
 import numpy as np
 from distributed import Client, wait
+from distributed.scheduler import KilledWorker
 
+from .cluster import worker_addresses
 from .comm import serialized_nbytes
-from .node import NodeConfig, NodeReply, ShardActor, node_step
-from .shards import Placement
+from .node import ActorStateLost, NodeConfig, NodeReply, ShardActor, node_step
+from .shards import Placement, forget
 
 TRANSPORTS = ("actors", "tasks")
 STEP_TIMEOUT = 120.0
 """Seconds the server waits for its nodes in one step before it stops with a clear error."""
+MAX_RECOVERIES = 5
+"""Lost workers a run survives before it stops with an error."""
+RECOVER_WAIT = 20.0
+"""Seconds to wait for the nanny's replacement worker before going on with the survivors."""
 
 
 class Transport(Protocol):
@@ -34,6 +41,51 @@ def connect(client: Client, placement: Placement, config: NodeConfig, kind: str)
     if kind == "actors":
         return ActorTransport(client, placement, config)
     return TaskTransport(client, placement, config)
+
+
+class Resilient:
+    """A transport that survives lost workers: it re-places the shards (recomputed from their lineage, pinned
+    to the workers alive now, the nanny's replacements included) and repeats the step with the same ``w``.
+
+    Node steps are pure, so a repeated step gives the same replies: a run with a fault ends with the same
+    weights as a run without one. ``recoveries`` lists the steps at which a recovery happened.
+    """
+
+    def __init__(self, client: Client, place: Callable[[], Placement], config: NodeConfig, kind: str) -> None:
+        self.client, self.place, self.config, self.kind = client, place, config, kind
+        self.placement = place()
+        self.n_workers = len(set(worker_addresses(client)))
+        self.inner = connect(client, self.placement, config, kind)
+        self.recoveries: list[int] = []
+
+    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
+        while True:
+            try:
+                return self.inner.round(w, step, need_grad)
+            except (OSError, ActorStateLost) as exc:
+                if len(self.recoveries) >= MAX_RECOVERIES:
+                    raise RuntimeError(
+                        f"workers were lost {len(self.recoveries) + 1} times during this run (at steps "
+                        f"{self.recoveries + [step]}); giving up. Check the workers' memory (dashboard) and "
+                        "restart the cluster with dml.close_client()"
+                    ) from exc
+                self._recover(step)
+            except KilledWorker as exc:
+                raise RuntimeError(
+                    f"a task of step {step} was running on a worker that died {exc.args[1:] or ''} more times "
+                    "than Dask's allowed-failures setting (distributed.scheduler.allowed-failures, 3 by "
+                    "default): Dask stopped retrying. Restart the cluster with dml.close_client() and rerun"
+                ) from exc
+
+    def _recover(self, step: int) -> None:
+        self.recoveries.append(step)
+        try:  # let the nanny bring the replacement worker up, so the shards are spread again
+            self.client.wait_for_workers(self.n_workers, timeout=RECOVER_WAIT)
+        except (TimeoutError, FuturesTimeout):
+            pass  # go on with the workers that are alive
+        forget(self.placement)
+        self.placement = self.place()
+        self.inner = connect(self.client, self.placement, self.config, self.kind)
 
 
 def _timeout_error(step: int) -> TimeoutError:
@@ -50,7 +102,7 @@ class ActorTransport:
         actors = placement.extras.get("actors")
         if actors is None:
             futures = [
-                client.submit(ShardActor, shard, node, workers=[addr], actor=True)
+                client.submit(ShardActor, shard, node, workers=[addr], allow_other_workers=True, actor=True)
                 for node, (shard, addr) in enumerate(zip(placement.futures, placement.workers))
             ]
             actors = [f.result(timeout=STEP_TIMEOUT) for f in futures]

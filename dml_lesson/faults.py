@@ -1,0 +1,81 @@
+"""Real faults for notebook 07: kill a worker's process, or slow a worker down.
+
+``kill_worker`` sends SIGKILL to the worker process itself (not a flag in our code): the scheduler sees the
+worker vanish, recomputes the data it held from lineage, and the nanny starts a replacement under a new
+address. ``slow_worker`` makes every node step on that worker take ``factor`` times as long, by sleeping
+``(factor - 1)`` times the measured compute time inside the step. ``kill_at`` and friends build the
+``on_step`` callbacks that the parameter server calls before each step. This module knows nothing of models.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from distributed import Client
+
+from ._checks import check_float, check_int
+from .cluster import get_client, worker_addresses
+
+_SLOWDOWN = {"factor": 1.0}
+
+
+def kill_worker(worker: int | str, client: Client | None = None) -> str:
+    """SIGKILL the process of worker ``worker`` (its index in sorted order, or its address); return the address.
+
+    Only for a local cluster: the process must run on this machine.
+    """
+    client = client or get_client()
+    addresses = worker_addresses(client)
+    if isinstance(worker, str):
+        if worker not in addresses:
+            raise ValueError(f"worker {worker!r} is not in the cluster; workers: {addresses}")
+        address = worker
+    else:
+        address = addresses[check_int("worker", worker, low=0, high=len(addresses) - 1)]
+    pid = client.run(os.getpid, workers=[address])[address]
+    if pid == os.getpid():
+        raise RuntimeError("that worker runs inside this process (a threads-only cluster): refusing to kill it")
+    os.kill(pid, signal.SIGKILL)
+    return address
+
+
+def kill_at(step: int, worker: int = 0, client: Client | None = None) -> Callable[[int], None]:
+    """An ``on_step`` callback that kills ``worker`` just before ``step`` (once)."""
+    step = check_int("step", step, low=0)
+    done: list[str] = []
+
+    def on_step(current: int) -> None:
+        if current == step and not done:
+            done.append(kill_worker(worker, client))
+
+    on_step.killed = done  # type: ignore[attr-defined]
+    return on_step
+
+
+def slow_worker(worker: int | str, factor: float, client: Client | None = None) -> None:
+    """Make every node step on ``worker`` take ``factor`` times as long (1 restores full speed)."""
+    client = client or get_client()
+    factor = check_float("factor", factor, low=1.0, high=1000.0)
+    addresses = worker_addresses(client)
+    address = worker if isinstance(worker, str) else addresses[check_int("worker", worker, low=0,
+                                                                          high=len(addresses) - 1)]
+    client.run(_set_slowdown, factor, workers=[address])
+
+
+def reset_slowdowns(client: Client | None = None) -> None:
+    """Every worker back to full speed."""
+    (client or get_client()).run(_set_slowdown, 1.0)
+
+
+def _set_slowdown(factor: float) -> None:
+    _SLOWDOWN["factor"] = factor
+
+
+def straggle(started: float) -> None:
+    """Called at the end of a node step: sleep so that the step took ``factor`` times its compute time."""
+    factor = _SLOWDOWN["factor"]
+    if factor > 1.0:
+        time.sleep((factor - 1.0) * (time.perf_counter() - started))

@@ -1,0 +1,59 @@
+"""Real faults: a worker process killed mid-training; the run finishes with the same weights, bit for bit."""
+
+import numpy as np
+import pytest
+
+import dml_lesson as dml
+from dml_lesson.faults import kill_at, kill_worker, reset_slowdowns, slow_worker
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def data():
+    return dml.make_regression(4000, 3, noise=0.1, seed=5, block_size=250)[:2]
+
+
+@pytest.mark.parametrize("transport", ["actors", "tasks"])
+@pytest.mark.parametrize("step", [0, 4, 11])
+def test_killing_a_worker_mid_run_changes_nothing(client, data, transport, step):
+    X, y = data
+    kw = dict(n_nodes=4, lr=0.1, n_steps=12, client=client, transport=transport)
+    client.wait_for_workers(2, timeout=30)
+    reference = dml.distributed_gd(X, y, **kw)
+    fault = kill_at(step, worker=1, client=client)
+    res = dml.distributed_gd(X, y, on_step=fault, **kw)
+    assert len(fault.killed) == 1
+    assert np.array_equal(res.weights, reference.weights) and np.array_equal(res.losses, reference.losses)
+    if transport == "actors":
+        assert res.params["recoveries"] == [step]
+    client.wait_for_workers(2, timeout=30)  # the nanny's replacement is back
+
+
+def test_sgd_survives_a_kill_too(client, data):
+    X, y = data
+    kw = dict(n_nodes=3, lr=0.05, batch_size=16, n_steps=15, seed=3, client=client)
+    client.wait_for_workers(2, timeout=30)
+    reference = dml.distributed_sgd(X, y, **kw)
+    res = dml.distributed_sgd(X, y, on_step=kill_at(6, worker=0, client=client), **kw)
+    assert np.array_equal(res.weights, reference.weights)
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_kill_worker_checks_its_argument(client):
+    with pytest.raises(ValueError, match="worker must be between 0 and 1"):
+        kill_worker(5, client)
+    with pytest.raises(ValueError, match="is not in the cluster"):
+        kill_worker("tcp://127.0.0.1:1", client)
+
+
+def test_a_slowed_worker_makes_its_steps_slower(client):
+    X, y, _ = dml.make_regression(200_000, 10, seed=1)
+    kw = dict(n_nodes=2, lr=0.1, n_steps=6, client=client)
+    fast = np.median(dml.distributed_gd(X, y, **kw).step_times)
+    try:
+        slow_worker(1, 6.0, client)
+        slow = np.median(dml.distributed_gd(X, y, **kw).step_times)
+    finally:
+        reset_slowdowns(client)
+    assert slow > 2 * fast
