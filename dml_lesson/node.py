@@ -9,21 +9,25 @@ over its whole shard so that the server can record the full-data loss. Pure func
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .codecs import encode
 from .faults import straggle
 from .models import Model
 from .optim import minibatch_indices
 
 
 class NodeConfig(NamedTuple):
-    """Settings fixed for a whole run: the model, the per-node batch size (None: whole shard), the seed."""
+    """Settings fixed for a whole run: the model, the per-node batch size (None: whole shard), the seed,
+    the gradient codec (None: send the gradient as it is) and a run id (keys a node's codec state)."""
 
     model: Model
     batch_size: int | None
     seed: int
+    codec: Any = None
+    run: str = ""
 
 
 class NodeReply(NamedTuple):
@@ -41,8 +45,13 @@ def node_step(
     w: np.ndarray,
     step: int,
     need_grad: bool = True,
+    state: dict | None = None,
 ) -> NodeReply:
-    """One node's work in one step: a pure function of its shard, the config, ``w`` and ``(node, step)``."""
+    """One node's work in one step: a pure function of its shard, the config, ``w`` and ``(node, step)``.
+
+    With a codec the gradient sum is sent encoded; ``state`` is the node's memory between steps (the error
+    feedback residual): the actor's own dict, or a per-run dict kept on the worker for task steps.
+    """
     started = time.perf_counter()
     X, y = aligned(shard)
     model = config.model
@@ -55,8 +64,22 @@ def node_step(
         else:
             idx = minibatch_indices(len(y), config.batch_size, config.seed, node, step)
             reply = NodeReply(model.sums(w, X[idx], y[idx])[1], len(idx), model.loss_sum(w, X, y))
+    if config.codec is not None and reply.grad_sum is not None:
+        if state is None:
+            state = _task_state(config.run, node)
+        reply = reply._replace(grad_sum=encode(config.codec, reply.grad_sum, config.seed, node, step, state))
     straggle(started)  # a worker slowed down on purpose (notebook 07) sleeps here
     return reply
+
+
+_TASK_STATES: dict[tuple[str, int], dict] = {}
+
+
+def _task_state(run: str, node: int) -> dict:
+    """Codec state of a node whose steps are tasks: kept in the worker process, for the last few runs."""
+    if (run, node) not in _TASK_STATES and len(_TASK_STATES) > 256:
+        _TASK_STATES.clear()
+    return _TASK_STATES.setdefault((run, node), {})
 
 
 def aligned(shard: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -82,13 +105,14 @@ class ShardActor:
     def __init__(self, shard: tuple[np.ndarray, np.ndarray], node: int) -> None:
         self.shard, self.node = aligned(shard), node
         self.config: NodeConfig | None = None
+        self.state: dict = {}
 
     def configure(self, config: NodeConfig) -> None:
-        """Set the run's settings once, so that each step only carries ``w``."""
-        self.config = config
+        """Set the run's settings once, so that each step only carries ``w``; forget the last run's state."""
+        self.config, self.state = config, {}
 
     def step(self, w: np.ndarray, step: int, need_grad: bool = True) -> NodeReply:
         """Run :func:`node_step` on the shard held in memory."""
         if self.config is None:
             raise ActorStateLost("this actor was rebuilt after its worker died: configure it again")
-        return node_step(self.shard, self.config, self.node, w, step, need_grad)
+        return node_step(self.shard, self.config, self.node, w, step, need_grad, self.state)

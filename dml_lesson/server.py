@@ -10,6 +10,7 @@ training diverges as nodes are added.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from distributed import Client
 
 from ._checks import check_choice, check_int, check_seed
 from .cluster import get_client
+from .codecs import decoded
 from .layout import Layout
 from .models import Model
 from .node import NodeConfig, NodeReply
@@ -44,6 +46,7 @@ def distributed_gd(
     layout: str | Layout = "contiguous",
     transport: str = "actors",
     on_step: Callable[[int], None] | None = None,
+    codec: Any = None,
 ) -> TrainingResult:
     """Full-batch gradient descent computed by ``n_nodes`` nodes of a parameter server (notebook 04).
 
@@ -67,6 +70,10 @@ def distributed_gd(
         Called with the step number before each step (notebook 07 kills a worker with
         :func:`~dml_lesson.faults.kill_at`). A lost worker does not stop the run: its shards are rebuilt
         from their lineage and the step is repeated, with the same result.
+    codec : optional
+        A gradient codec from :mod:`dml_lesson.codecs` (e.g. ``TopK(0.1)``): nodes send encoded gradients,
+        the server decodes them before averaging (notebook 06). Error-feedback state lives on the nodes and
+        starts afresh after a lost worker.
     """
     return _train("distributed_gd", **locals(), batch_size=None, seed=0, schedule="constant")
 
@@ -88,6 +95,7 @@ def distributed_sgd(
     layout: str | Layout = "contiguous",
     transport: str = "actors",
     on_step: Callable[[int], None] | None = None,
+    codec: Any = None,
 ) -> TrainingResult:
     """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
 
@@ -101,7 +109,7 @@ def distributed_sgd(
     return _train("distributed_sgd", **locals())
 
 
-def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step,
+def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step, codec,
            batch_size, seed, schedule) -> TrainingResult:
     X, y = check_xy(X, y, allow_dask=True)
     lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
@@ -117,10 +125,10 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
         why = "the largest shard's rows"
         batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
     nodes = Resilient(client, lambda: place_shards(client, X, y, n_nodes, layout),
-                      NodeConfig(model, batch_size, seed), transport)
+                      NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex), transport)
     rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
-              "batch_size": batch_size, "seed": seed, "transport": transport,
+              "batch_size": batch_size, "seed": seed, "transport": transport, "codec": codec,
               "shard_sizes": placement.sizes, "workers": list(placement.workers)}
     rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
     for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
@@ -131,7 +139,7 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
         if not rec.record(w, _total(r.loss_sum for r in replies) / len(y)) or not need_grad:
             break
         with np.errstate(all="ignore"):
-            w = w - lr * factor(step) * combine(replies, aggregate)
+            w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate)
         rec.step_done(sent, received)
     rec.params["recoveries"] = nodes.recoveries
     return rec.result()
