@@ -193,4 +193,5 @@ def decoded(codec: Any, replies: list, d: int, seed: int, step: int) -> list:
     """The replies with each node's payload decoded into a gradient vector (unchanged without a codec)."""
     if codec is None:
         return replies
-    return [r._replace(grad_sum=decode(codec, r.grad_sum, d, seed, node, step)) for node, r in enumerate(replies)]
+    return [None if r is None else r._replace(grad_sum=decode(codec, r.grad_sum, d, seed, node, step))
+            for node, r in enumerate(replies)]

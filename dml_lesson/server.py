@@ -47,6 +47,7 @@ def distributed_gd(
     transport: str = "actors",
     on_step: Callable[[int], None] | None = None,
     codec: Any = None,
+    backups: int = 0,
 ) -> TrainingResult:
     """Full-batch gradient descent computed by ``n_nodes`` nodes of a parameter server (notebook 04).
 
@@ -74,6 +75,11 @@ def distributed_gd(
         A gradient codec from :mod:`dml_lesson.codecs` (e.g. ``TopK(0.1)``): nodes send encoded gradients,
         the server decodes them before averaging (notebook 06). Error-feedback state lives on the nodes and
         starts afresh after a lost worker.
+    backups : int
+        Backup workers (notebook 07): each step uses the first ``n_nodes - backups`` nodes to answer and
+        drops the rest, so a straggler does not hold everybody up; a node still busy with an old step is
+        not asked again until it is done. The mean is taken over the nodes that answered, and so is the
+        recorded loss (an estimate); the last loss waits for every node. Runs with backups depend on timing.
     """
     return _train("distributed_gd", **locals(), batch_size=None, seed=0, schedule="constant")
 
@@ -96,6 +102,7 @@ def distributed_sgd(
     transport: str = "actors",
     on_step: Callable[[int], None] | None = None,
     codec: Any = None,
+    backups: int = 0,
 ) -> TrainingResult:
     """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
 
@@ -110,7 +117,7 @@ def distributed_sgd(
 
 
 def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step, codec,
-           batch_size, seed, schedule) -> TrainingResult:
+           backups, batch_size, seed, schedule) -> TrainingResult:
     X, y = check_xy(X, y, allow_dask=True)
     lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
     aggregate = check_choice("aggregate", aggregate, AGGREGATES)
@@ -119,6 +126,7 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     n_blocks = X.numblocks[0] if isinstance(X, da.Array) else len(y)
     why = "the number of blocks of X" if isinstance(X, da.Array) else "the number of rows"
     n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
+    backups = check_int("backups", backups, low=0, high=n_nodes - 1, why="n_nodes - 1: one node must answer")
     client = client or get_client()
     placement = place_shards(client, X, y, n_nodes, layout)
     if batch_size is not None:
@@ -128,15 +136,15 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
                       NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex), transport)
     rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
-              "batch_size": batch_size, "seed": seed, "transport": transport, "codec": codec,
+              "batch_size": batch_size, "seed": seed, "transport": transport, "codec": codec, "backups": backups,
               "shard_sizes": placement.sizes, "workers": list(placement.workers)}
     rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
     for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
         if on_step is not None:
             on_step(step)
         need_grad = step < n_steps
-        replies, sent, received = nodes.round(w, step, need_grad)
-        if not rec.record(w, _total(r.loss_sum for r in replies) / len(y)) or not need_grad:
+        replies, sent, received = nodes.round(w, step, need_grad, n_nodes - backups if need_grad else None)
+        if not rec.record(w, _loss(replies, placement.sizes)) or not need_grad:
             break
         with np.errstate(all="ignore"):
             w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate)
@@ -145,15 +153,22 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     return rec.result()
 
 
-def combine(replies: list[NodeReply], aggregate: str = "mean") -> np.ndarray:
+def combine(replies: list[NodeReply | None], aggregate: str = "mean") -> np.ndarray:
     """The server's gradient from the nodes' replies, added in node order (so runs repeat bit for bit).
 
     ``"mean"``: sum of gradient sums / total rows (the full-data gradient). ``"sum"``: sum of each node's
-    mean gradient (the source's formula 3.3).
+    mean gradient (the source's formula 3.3). Nodes that did not answer (``None``) are left out.
     """
+    replies = [r for r in replies if r is not None]
     if aggregate == "mean":
         return _total(r.grad_sum for r in replies) / sum(r.count for r in replies)
     return _total(r.grad_sum / r.count for r in replies)
+
+
+def _loss(replies: list[NodeReply | None], sizes: list[int]) -> float:
+    """Full-data loss from the nodes' loss sums (over the nodes that answered, with backup workers)."""
+    answered = [i for i, r in enumerate(replies) if r is not None]
+    return _total(replies[i].loss_sum for i in answered) / sum(sizes[i] for i in answered)
 
 
 def _total(values) -> Any:

@@ -8,12 +8,13 @@ dashboard's task stream (notebooks 03 and 04 use it to show where tasks ran).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from distributed import Client, wait
+from distributed import Client
 from distributed.scheduler import KilledWorker
 
 from .cluster import worker_addresses
@@ -28,11 +29,16 @@ MAX_RECOVERIES = 5
 """Lost workers a run survives before it stops with an error."""
 RECOVER_WAIT = 20.0
 """Seconds to wait for the nanny's replacement worker before going on with the survivors."""
+POLL_SECONDS = 0.0002
+"""How often the server looks for finished nodes when it waits for only some of them (backup workers)."""
+Round = tuple[list[NodeReply | None], int, int]
+"""Replies in node order (``None``: not waited for), bytes sent, bytes received."""
 
 
 class Transport(Protocol):
-    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
-        """Send ``w`` to every node; return the replies in node order, bytes sent and bytes received."""
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
+        """Send ``w`` to the nodes; return the replies in node order (``None`` for a node not waited for),
+        bytes sent and bytes received."""
         ...
 
 
@@ -58,10 +64,10 @@ class Resilient:
         self.inner = connect(client, self.placement, config, kind)
         self.recoveries: list[int] = []
 
-    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
         while True:
             try:
-                return self.inner.round(w, step, need_grad)
+                return self.inner.round(w, step, need_grad, wait_for)
             except (OSError, ActorStateLost) as exc:
                 if len(self.recoveries) >= MAX_RECOVERIES:
                     raise RuntimeError(
@@ -111,14 +117,18 @@ class ActorTransport:
         for call in [a.configure(config) for a in actors]:
             call.result(timeout=STEP_TIMEOUT)
         self.actors = actors
+        self.busy: dict[int, Any] = {}  # nodes still working on a step whose answer was not waited for
 
-    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
-        calls = [actor.step(w, step, need_grad) for actor in self.actors]
-        try:
-            replies = [NodeReply(*call.result(timeout=STEP_TIMEOUT)) for call in calls]
-        except (TimeoutError, FuturesTimeout) as exc:
-            raise _timeout_error(step) from exc
-        return replies, *_bytes(w, step, need_grad, replies)
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
+        self.busy = {n: c for n, c in self.busy.items() if not c.done()}
+        if wait_for is None:  # every node must answer: first let the busy ones finish
+            for call in self.busy.values():
+                _result(call, step)
+            self.busy = {}
+        calls = {n: a.step(w, step, need_grad) for n, a in enumerate(self.actors) if n not in self.busy}
+        replies = _collect(calls, len(self.actors), wait_for, step)
+        self.busy.update({n: c for n, c in calls.items() if replies[n] is None})
+        return replies, *_bytes(w, step, need_grad, len(calls), replies)
 
 
 class TaskTransport:
@@ -127,25 +137,47 @@ class TaskTransport:
     def __init__(self, client: Client, placement: Placement, config: NodeConfig) -> None:
         self.client, self.placement, self.config = client, placement, config
 
-    def round(self, w: np.ndarray, step: int, need_grad: bool) -> tuple[list[NodeReply], int, int]:
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
         p = self.placement
-        futures = [
-            self.client.submit(
+        calls = {
+            node: self.client.submit(
                 node_step, shard, self.config, node, w, step, need_grad,
+                key=f"node_step-{node}-{step}-{self.config.run or 'run'}",
                 workers=[addr], allow_other_workers=True, pure=False,
             )
             for node, (shard, addr) in enumerate(zip(p.futures, p.workers))
-        ]
-        try:
-            wait(futures, timeout=STEP_TIMEOUT)
-        except (TimeoutError, FuturesTimeout) as exc:
-            raise _timeout_error(step) from exc
-        replies = [NodeReply(*r) for r in self.client.gather(futures)]
-        return replies, *_bytes(w, step, need_grad, replies)
+        }
+        replies = _collect(calls, len(calls), wait_for, step)
+        return replies, *_bytes(w, step, need_grad, len(calls), replies)
 
 
-def _bytes(w: np.ndarray, step: int, need_grad: bool, replies: list[NodeReply]) -> tuple[int, int]:
-    """Bytes of the step's messages as Dask serializes them: ``w`` to every node, each reply back."""
-    sent = len(replies) * serialized_nbytes((w, step, need_grad))
-    received = sum(serialized_nbytes(tuple(r)) for r in replies)
+
+
+def _result(call: Any, step: int) -> NodeReply:
+    try:
+        return NodeReply(*call.result(timeout=STEP_TIMEOUT))
+    except (TimeoutError, FuturesTimeout) as exc:
+        raise _timeout_error(step) from exc
+
+
+def _collect(calls: dict[int, Any], k: int, wait_for: int | None, step: int) -> list[NodeReply | None]:
+    """Replies in node order: all of them, or (backup workers) those of the first ``wait_for`` nodes to
+    finish, ``None`` for the others."""
+    if wait_for is None or wait_for >= len(calls):
+        replies: list[NodeReply | None] = [None] * k
+        for node, call in calls.items():
+            replies[node] = _result(call, step)
+        return replies
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while len(done := [n for n, c in calls.items() if c.done()]) < wait_for:
+        if time.monotonic() > deadline:
+            raise _timeout_error(step)
+        time.sleep(POLL_SECONDS)
+    return [_result(calls[n], step) if n in done else None for n in range(k)]
+
+
+def _bytes(w: np.ndarray, step: int, need_grad: bool, n_sent: int, replies: list) -> tuple[int, int]:
+    """Bytes of the step's messages as Dask serializes them: ``w`` to each node asked, each reply back."""
+    sent = n_sent * serialized_nbytes((w, step, need_grad))
+    received = sum(serialized_nbytes(tuple(r)) for r in replies if r is not None)
     return sent, received
