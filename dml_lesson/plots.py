@@ -211,3 +211,25 @@ def bar_figure(labels: list[str], series: dict[str, list[float]], ylabel: str, t
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return fig
+
+
+def timeline_figure(rows: list[Any], title: str = "") -> Figure:
+    """Notebook 07: a Gantt chart of synchronous steps, one lane per node: computing (solid, one color per
+    step) and waiting at the barrier for the slowest node (hatched); dashed lines mark the barriers."""
+    nodes = sorted({r.node for r in rows})
+    fig = new_figure(1, 1, width=10.0, height=0.4 * len(nodes) + 1.4)
+    ax = fig.axes[0]
+    for r in rows:
+        lane = nodes.index(r.node)
+        color = COLORS[r.step % 2]
+        ax.barh(lane, max(r.compute, MIN_BAR_MS / 1e3) * 1e3, left=r.start * 1e3, color=color, height=0.6)
+        if r.waiting > 0:
+            ax.barh(lane, r.waiting * 1e3, left=r.stop * 1e3, color="none", edgecolor="#999", hatch="///",
+                    height=0.6, linewidth=0)
+    for barrier in sorted({r.barrier for r in rows}):
+        ax.axvline(barrier * 1e3, color="k", linestyle=":", linewidth=0.8)
+    ax.set_yticks(range(len(nodes)), [f"node {n}" for n in nodes])
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (solid: computing, hatched: waiting at the barrier)")
+    ax.set_title(title, fontsize=10)
+    return fig
