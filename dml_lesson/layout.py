@@ -6,7 +6,9 @@ A dataset is a sequence of blocks (dask chunks of rows). A layout groups them in
 - ``shuffled``: the same, after a seeded shuffle of the blocks;
 - ``skewed``: contiguous blocks, but the largest shard holds about ``skew`` times the rows of the smallest;
 - ``noniid``: rows sorted by a key (the target or a feature) and cut into equal ranges, so each node sees a
-  different slice of the data (the "data distribution" challenge of notebooks 03, 07 and 08).
+  different slice of the data (the "data distribution" challenge of notebooks 03, 07 and 08);
+- ``weighted``: contiguous blocks in proportion to given node weights, e.g. the speeds of their workers
+  (load balancing, notebook 07).
 
 The rows are the same under every layout: only who holds them changes. Notebook 03 draws the map.
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 from ._checks import check_choice, check_float, check_int, check_seed
 
-LAYOUTS = ("contiguous", "shuffled", "skewed", "noniid")
+LAYOUTS = ("contiguous", "shuffled", "skewed", "noniid", "weighted")
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,15 @@ class Layout:
         Ratio of the largest to the smallest shard (``skewed``), >= 1.
     sort_by : ``"y"`` or int
         Key of a ``noniid`` layout: the target, or the index of a column of X.
+    weights : tuple of float
+        Relative share of rows of each node (``weighted``): one positive number per node.
     """
 
     kind: str = "contiguous"
     seed: int = 0
     skew: float = 4.0
     sort_by: str | int = "y"
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         check_choice("layout", self.kind, LAYOUTS)
@@ -50,6 +55,9 @@ class Layout:
         check_float("skew", self.skew, low=1.0)
         if self.sort_by != "y":
             check_int("sort_by", self.sort_by, low=0)
+        if self.kind == "weighted":
+            if not self.weights or not all(np.isfinite(self.weights)) or min(self.weights) <= 0:
+                raise ValueError(f"a weighted layout needs positive finite weights, got {self.weights!r}")
 
 
 def as_layout(layout: str | Layout) -> Layout:
@@ -83,6 +91,11 @@ def assign_rows(
     if layout.kind == "skewed":
         weights = layout.skew ** -np.linspace(0.0, 1.0, n_nodes) if n_nodes > 1 else np.ones(1)
         cuts = _cuts(sizes, weights)
+    elif layout.kind == "weighted":
+        if len(layout.weights) != n_nodes:
+            raise ValueError(f"a weighted layout needs one weight per node: {n_nodes} nodes, "
+                             f"{len(layout.weights)} weights")
+        cuts = _cuts(sizes, np.asarray(layout.weights, dtype=float))
     else:
         cuts = _cuts(sizes[block_ids], np.ones(n_nodes))
     groups = [np.sort(block_ids[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]

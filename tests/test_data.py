@@ -50,7 +50,8 @@ def test_every_layout_holds_every_row_once(kind, n_nodes):
     rng = np.random.default_rng(0)
     sizes = rng.integers(1, 40, size=16)
     key = rng.normal(size=sizes.sum())
-    shards = assign_rows(kind, n_nodes, sizes, key=key)
+    layout = Layout(kind, weights=tuple(range(1, n_nodes + 1))) if kind == "weighted" else kind
+    shards = assign_rows(layout, n_nodes, sizes, key=key)
     assert len(shards) == n_nodes and all(len(s) > 0 for s in shards)
     assert np.array_equal(np.sort(np.concatenate(shards)), np.arange(sizes.sum()))
     assert np.all(node_of_rows(shards, sizes.sum()) >= 0)
@@ -81,3 +82,12 @@ def test_arrays_from_the_cluster_are_aligned(client):
     assert not unaligned.flags.aligned
     X_checked, _ = check_xy(unaligned, np.zeros(41))
     assert X_checked.flags.aligned and np.array_equal(X_checked, unaligned)
+
+
+def test_weighted_layout_follows_the_weights():
+    sizes = [len(s) for s in assign_rows(Layout("weighted", weights=(4, 1, 4, 1)), 4, [100] * 40)]
+    assert sizes == [1600, 400, 1600, 400]
+    with pytest.raises(ValueError, match="one weight per node"):
+        assign_rows(Layout("weighted", weights=(1, 2)), 3, [10] * 9)
+    with pytest.raises(ValueError, match="positive finite weights"):
+        Layout("weighted", weights=(1, 0))
