@@ -79,3 +79,47 @@ def straggle(started: float) -> None:
     factor = _SLOWDOWN["factor"]
     if factor > 1.0:
         time.sleep((factor - 1.0) * (time.perf_counter() - started))
+
+
+def scattered_data_lost(worker: int = 1, client: Client | None = None) -> str:
+    """Notebook 07: scatter an array to ``worker``, kill it, and try to use the array; return what happened.
+
+    Scattered data has no lineage (no task made it), so Dask cannot rebuild it. The scheduler's own error
+    log about the lost data is silenced here: the returned text tells the story.
+    """
+    import logging
+
+    import numpy as np
+
+    client = client or get_client()
+    addresses = worker_addresses(client)
+    address = addresses[check_int("worker", worker, low=0, high=len(addresses) - 1)]
+    future = client.scatter(np.arange(1000.0), workers=[address])
+    logger = logging.getLogger("distributed.scheduler")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        kill_worker(address, client)
+        try:
+            total = client.submit(np.sum, future, pure=False).result(timeout=30)
+            return f"the scattered array survived (sum {total}): it must have had a copy elsewhere"
+        except Exception as exc:  # the lost future's error is what we want to show
+            return f"using the scattered array failed: {type(exc).__name__} (its future is now '{future.status}')"
+    finally:
+        wait_until_replaced(address, len(addresses), client)
+        logger.setLevel(level)
+
+
+def wait_until_replaced(address: str, n_workers: int, client: Client | None = None, timeout: float = 30.0) -> None:
+    """Wait until the scheduler has dropped the dead worker ``address`` and ``n_workers`` workers are up
+    (the nanny's replacement included); raise ``TimeoutError`` with an explanation after ``timeout`` s."""
+    client = client or get_client()
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = worker_addresses(client)
+        if address not in alive and len(alive) >= n_workers:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"after {timeout:.0f} s the cluster has {len(alive)} of {n_workers} workers: "
+                               "the nanny could not restart the dead one; restart with dml.close_client()")
+        time.sleep(0.1)

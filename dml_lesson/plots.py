@@ -233,3 +233,20 @@ def timeline_figure(rows: list[Any], title: str = "") -> Figure:
     ax.set_xlabel("milliseconds (solid: computing, hatched: waiting at the barrier)")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def bytes_figure(results: dict[str, TrainingResult]) -> Figure:
+    """Notebook 06: full-data loss against the megabytes the nodes sent up (cumulative): the honest frontier."""
+    fig = new_figure(2, 1, width=10.0, height=3.4)
+    ax_b, ax_s = fig.axes
+    for i, (label, res) in enumerate(results.items()):
+        sent = np.concatenate([[0], np.cumsum(res.bytes_received)]) / 1e6
+        ax_b.plot(sent[: len(res.losses)], res.losses, color=COLORS[i], label=label)
+        ax_s.plot(res.losses, color=COLORS[i], label=label)
+    for ax in (ax_b, ax_s):
+        ax.set_yscale("log")
+        ax.set_ylabel("full-data loss")
+    ax_b.set_xlabel("megabytes sent up by the nodes")
+    ax_s.set_xlabel("step")
+    ax_b.legend(fontsize=8)
+    return fig

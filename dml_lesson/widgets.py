@@ -242,3 +242,78 @@ def dsgd_status(results: dict) -> str:
     if res.diverged:
         return f"{head}: diverged at step {res.diverged_at}"
     return f"{head}: loss {res.losses[-1]:.4g} after {res.n_steps} steps ({res.epochs[-1]:.2f} epochs)"
+
+
+def codec_runs(X: Any, y: Any, codecs: dict[str, Any], n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
+               client: Any = None) -> dict:
+    """Distributed GD with each codec (notebook 06): the same run, different messages."""
+    return {label: distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps, codec=codec, client=client)
+            for label, codec in codecs.items()}
+
+
+def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
+                   client: Any = None) -> Explorer:
+    """Notebook 06: a codec menu, its compression slider and error feedback; loss against bytes sent."""
+    from .codecs import make_codec
+
+    client = client or get_client()
+    controls = {
+        "codec": w.Dropdown(options=["top-k", "random-k", "quantize", "sign"], value="top-k", description="codec"),
+        "ratio": w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.1, description="kept share (k/d)",
+                                  readout_format=".2f"),
+        "bits": w.IntSlider(value=4, min=1, max=8, description="bits (quantize)"),
+        "error_feedback": w.Checkbox(value=False, description="error feedback"),
+    }
+
+    baseline = codec_runs(X, y, {"no compression": None}, n_nodes, lr, n_steps, client)  # the same every time
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])
+        results = {**baseline, **codec_runs(X, y, {_codec_label(v): codec}, n_nodes, lr, n_steps, client)}
+        return plots.bytes_figure(results), codec_status(results)
+
+    return Explorer(controls, step)
+
+
+def _codec_label(v: dict[str, Any]) -> str:
+    detail = {"top-k": f" {v['ratio']:.2f}", "random-k": f" {v['ratio']:.2f}", "quantize": f" {v['bits']} bits",
+              "sign": ""}[v["codec"]]
+    return v["codec"] + detail + (" + error feedback" if v["error_feedback"] else "")
+
+
+def codec_status(results: dict) -> str:
+    """Bytes per step and final loss of each run, compared with no compression."""
+    base = results["no compression"]
+    parts = []
+    for label, res in results.items():
+        share = res.bytes_received.sum() / base.bytes_received.sum()
+        end = f"diverged at step {res.diverged_at}" if res.diverged else f"final loss {res.losses[-1]:.4g}"
+        parts.append(f"{label}: {share:.0%} of the bytes up, {end}")
+    return "; ".join(parts)
+
+
+def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 6, worker: int = 1,
+                       client: Any = None) -> Explorer:
+    """Notebook 07: a slowdown slider for one worker and a backup-worker count; the synchronous timeline."""
+    from .faults import reset_slowdowns, slow_worker
+    from .timeline import Timeline
+
+    client = client or get_client()
+    controls = {
+        "factor": w.FloatSlider(value=4.0, min=1.0, max=10.0, step=0.5, description="slowdown of worker 1"),
+        "backups": w.IntSlider(value=0, min=0, max=n_nodes - 1, description="backup workers"),
+    }
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        try:
+            slow_worker(worker, v["factor"], client)
+            with Timeline(client) as tl:
+                res = distributed_gd(X, y, n_nodes=n_nodes, n_steps=n_steps, transport="tasks",
+                                     backups=v["backups"], client=client)
+        finally:
+            reset_slowdowns(client)
+        median = 1e3 * float(np.median(res.step_times))
+        title = f"worker {worker} {v['factor']:g}x slower, {v['backups']} backup(s): {median:.0f} ms per step"
+        return plots.timeline_figure(tl.rows, title), f"{title}; loss {res.losses[-1]:.4g} after {n_steps} steps"
+
+    return Explorer(controls, step)
