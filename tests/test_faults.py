@@ -57,3 +57,32 @@ def test_a_slowed_worker_makes_its_steps_slower(client):
     finally:
         reset_slowdowns(client)
     assert slow > 2 * fast
+
+
+def test_a_straggler_sets_the_pace_and_backup_workers_remove_it(client):
+    from dml_lesson.timeline import Timeline
+
+    X, y, _ = dml.make_regression(400_000, 10, seed=2)
+    kw = dict(n_nodes=4, n_steps=6, transport="tasks", client=client)
+    dml.distributed_gd(X, y, **kw)  # place the shards, warm up
+    fast = np.median(dml.distributed_gd(X, y, **kw).step_times)
+    try:
+        slow_worker(1, 5.0, client)
+        with Timeline(client) as timeline:
+            slow = np.median(dml.distributed_gd(X, y, **kw).step_times)
+        res = dml.distributed_gd(X, y, backups=2, **kw)
+    finally:
+        reset_slowdowns(client)
+    compute = timeline.per_node("compute")
+    assert slow >= max(compute.values())  # a synchronous step lasts at least the slowest node's work
+    assert max(compute.values()) > 2.5 * min(compute.values())
+    assert all(r.waiting >= 0 for r in timeline.rows) and slow > 1.5 * fast
+    backed = np.median(res.step_times)  # backup workers: back near the fast nodes' pace
+    assert backed < 0.75 * slow and backed < 1.5 * fast
+    assert res.params["backups"] == 2 and not res.diverged
+
+
+def test_backups_must_leave_one_node(client, data):
+    X, y = data
+    with pytest.raises(ValueError, match="backups must be between 0 and 3"):
+        dml.distributed_gd(X, y, n_nodes=4, backups=4, client=client)

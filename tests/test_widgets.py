@@ -88,3 +88,20 @@ def test_static_figure_equals_the_widget_at_its_defaults(two_weights):
     res = dml.gradient_descent(X, y, lr=0.1, n_steps=40)
     static = dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, 2 / dml.lipschitz_constant(X)))
     assert widgets.lr_explorer(X, y, lr=0.1, n_steps=40).png == static
+
+
+def test_codec_widget(client):
+    X, y, _ = dml.make_regression(2000, 99, seed=0, block_size=250)
+    e = widgets.codec_explorer(X, y, n_nodes=2, lr=0.2, n_steps=20, client=client)
+    assert "top-k 0.10:" in e.status.value and "of the bytes up" in e.status.value
+    assert "top-k 0.10 + error feedback" in move(e, "error_feedback", True)
+    assert "quantize 4 bits + error feedback" in move(e, "codec", "quantize")
+    assert "quantize 2 bits" in move(e, "bits", 2)
+
+
+def test_straggler_widget(client):
+    X, y, _ = dml.make_regression(200_000, 10, seed=2)
+    e = widgets.straggler_explorer(X, y, n_nodes=4, n_steps=4, client=client)
+    assert "worker 1 4x slower, 0 backup(s)" in e.status.value
+    assert "2 backup(s)" in move(e, "backups", 2)
+    assert "worker 1 1x slower" in move(e, "factor", 1.0)
