@@ -211,5 +211,5 @@ def lineage(block: da.Array) -> list[str]:
         elif prefix == "X" or prefix == "y":
             lines.append(f"take {prefix} from it")
         else:
-            lines.append(f"{prefix} (select the block)")
+            lines.append("select that block of the array")
     return lines

@@ -133,7 +133,9 @@ def check_shards(shards: Callable[[int, int], Any]) -> Verdict:
             return _report(False, f"{k} nodes need {k} shards, got {len(got)}")
         rows = np.concatenate(got)
         if len(rows) < n:
-            return _report(False, f"{n - len(rows)} of {n} rows are on no node (is the remainder of n / k lost?)")
+            missing = n - len(rows)
+            verb = "is" if missing == 1 else "are"
+            return _report(False, f"{missing} of {n} rows {verb} on no node (is the remainder of n / k lost?)")
         if len(np.unique(rows)) != len(rows):
             return _report(False, "some rows are on two nodes: shards must not overlap")
         if not np.array_equal(np.sort(rows), np.arange(n)):

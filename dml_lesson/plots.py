@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .result import TrainingResult
 
@@ -73,16 +75,21 @@ def plot_losses(ax: Any, results: dict[str, TrainingResult], x: str = "step", fl
     run ends with a red cross at the step where it was stopped."""
     for i, (label, res) in enumerate(results.items()):
         xs = {"step": np.arange(len(res.losses)), "epoch": res.epochs, "time": res.elapsed}[x]
+        first = 1 if x == "time" else 0  # time starts at 0, which a log axis cannot show
         color = COLORS[i % len(COLORS)]
-        ax.plot(xs, res.losses, color=color, label=label, linewidth=1.3)
+        ax.plot(xs[first:], res.losses[first:], color=color, label=label, linewidth=1.3)
         if res.diverged:
             ax.plot(xs[-1], res.losses[-1], marker="x", color="red", markersize=9, mew=2)
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="best possible")
     ax.set_yscale("log")
-    ax.set_xlabel({"step": "step", "epoch": "epochs (passes over the data)", "time": "seconds"}[x])
+    if x == "time":
+        ax.set_xscale("log")
+    if x == "step":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel({"step": "step", "epoch": "epochs (passes over the data)", "time": "seconds (log scale)"}[x])
     ax.set_ylabel("full-data loss")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
 
 
 def lr_figure(res: TrainingResult, X: np.ndarray, y: np.ndarray, w_star: np.ndarray, bound: float,
@@ -102,9 +109,9 @@ def lr_figure(res: TrainingResult, X: np.ndarray, y: np.ndarray, w_star: np.ndar
     scale.set_yticks([])
     scale.set_title(f"lr = {lr:.3g}    1/L = {bound / 2:.3g} (oscillation starts)    2/L = {bound:.3g} (divergence)",
                     fontsize=9)
-    plot_contour(ax_c, X, y, w_star)
+    plot_contour(ax_c, X, y, w_star, radius=2.8)
     plot_trajectory(ax_c, res.weights, label=f"lr = {lr:.3g}")
-    ax_c.legend(fontsize=8, loc="upper right")
+    ax_c.legend(fontsize=8, loc="lower left", framealpha=0.9)
     plot_losses(ax_l, {f"lr = {lr:.3g}": res}, floor=float(np.mean((X @ w_star - y) ** 2)))
     if res.diverged:
         ax_l.set_title(f"diverged at step {res.diverged_at}: lr is above 2/L", color="red", fontsize=10)
@@ -127,12 +134,14 @@ def layout_figure(shards: list[np.ndarray], n_rows: int, workers: list[int], y: 
     ax.set_yticks(range(len(shards)), [f"node {i} · worker {workers[i]}" for i in range(len(shards))], fontsize=8)
     ax.set_xlabel("row of the dataset")
     ax.set_title(title, fontsize=10)
+    key = [Patch(color=COLORS[w], label=f"worker {w}") for w in sorted(set(workers))]
+    ax.legend(handles=key, fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.25), ncol=len(key), frameon=False)
     if y is not None:
         ax_y = fig.axes[1]
         ax_y.boxplot([y[rows] for rows in shards], orientation="horizontal", positions=range(len(shards)), widths=0.6,
-                     showfliers=False)
+                     showfliers=False, medianprops={"color": "black"})
         ax_y.set_ylim(len(shards) - 0.5, -0.5)
-        ax_y.set_yticks([])
+        ax_y.set_yticks(range(len(shards)), [f"node {i}" for i in range(len(shards))], fontsize=7)
         ax_y.set_xlabel("target y of the node's rows")
     return fig
 
@@ -168,14 +177,15 @@ def sgd_figure(results: dict[str, TrainingResult], X: np.ndarray, y: np.ndarray,
     """Notebook 02: trajectories on the contours, loss per epoch, and loss per second, for each run."""
     fig = new_figure(3, 1, width=11.0, height=3.5)
     ax_c, ax_e, ax_t = fig.axes
-    plot_contour(ax_c, X, y, w_star, radius=2.0)
+    plot_contour(ax_c, X, y, w_star, radius=2.8)
     for i, (label, res) in enumerate(results.items()):
         plot_trajectory(ax_c, res.weights, color=COLORS[i], label=label, markers=False)
-    ax_c.legend(fontsize=7, loc="upper right")
+    ax_c.legend(fontsize=7, loc="lower left", framealpha=0.9)
     floor = float(np.mean((X @ w_star - y) ** 2))
     plot_losses(ax_e, results, x="epoch", floor=floor)
     plot_losses(ax_t, results, x="time", floor=floor)
-    ax_t.get_legend().remove()
+    ax_e.get_legend().remove()
+    ax_t.legend(fontsize=7, loc="lower left", framealpha=0.9)
     return fig
 
 

@@ -201,18 +201,19 @@ def aggregate_status(results: dict) -> str:
             parts.append(f"{label}: diverged at step {res.diverged_at}")
         else:
             parts.append(f"{label}: loss {res.losses[-1]:.4g} after {res.n_steps} steps")
-    return f"{results['weighted mean'].params['n_nodes']} nodes. " + "; ".join(parts)
+    k = results["weighted mean"].params["n_nodes"]
+    return f"{k} node{'s' if k > 1 else ''}: " + "; ".join(parts)
 
 
 def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
-                  seed: int = 0, client: Any = None) -> Explorer:
+                  seed: int = 0, scale_lr: bool = True, client: Any = None) -> Explorer:
     """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule."""
     client = client or get_client()
     n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
     controls = {
         "n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes"),
         "batch_size": w.SelectionSlider(options=BATCH_SIZES[:8], value=batch_size, description="batch per node"),
-        "scale_lr": w.Checkbox(value=False, description="scale lr with the node count"),
+        "scale_lr": w.Checkbox(value=scale_lr, description="scale lr with the node count"),
     }
 
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
@@ -235,13 +236,17 @@ def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr
 
 
 def dsgd_status(results: dict) -> str:
-    """Global batch and outcome of the multi-node run."""
-    res = list(results.values())[-1]
+    """Global batch of the multi-node run, and the outcome of both runs."""
+    one, res = list(results.values())
     k, b = res.params["n_nodes"], res.params["batch_size"]
     head = f"global batch = {k} nodes × {b} = {res.rows_per_step} rows per step, lr {res.params['lr']:.3g}"
-    if res.diverged:
-        return f"{head}: diverged at step {res.diverged_at}"
-    return f"{head}: loss {res.losses[-1]:.4g} after {res.n_steps} steps ({res.epochs[-1]:.2f} epochs)"
+
+    def outcome(r: Any) -> str:
+        if r.diverged:
+            return f"diverged at step {r.diverged_at}"
+        return f"loss {r.losses[-1]:.4g} after {r.n_steps} steps ({r.epochs[-1]:.2f} epochs)"
+
+    return f"{head}: {outcome(res)}; one node: {outcome(one)}"
 
 
 def codec_runs(X: Any, y: Any, codecs: dict[str, Any], n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,

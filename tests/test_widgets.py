@@ -67,7 +67,7 @@ def test_aggregate_slider_shows_the_sum_diverging(client, blocks):
 
 
 def test_dsgd_sliders(client, blocks):
-    e = widgets.dsgd_explorer(*blocks, lr=0.02, n_nodes=2, batch_size=8, client=client)
+    e = widgets.dsgd_explorer(*blocks, lr=0.02, n_nodes=2, batch_size=8, scale_lr=False, client=client)
     assert "global batch = 2 nodes × 8 = 16 rows per step" in e.status.value
     assert "global batch = 4 nodes × 8 = 32" in move(e, "n_nodes", 4)
     assert "4 nodes × 32 = 128" in move(e, "batch_size", 32)
