@@ -89,7 +89,7 @@ def plot_losses(ax: Any, results: dict[str, TrainingResult], x: str = "step", fl
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel({"step": "step", "epoch": "epochs (passes over the data)", "time": "seconds (log scale)"}[x])
     ax.set_ylabel("full-data loss")
-    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
 
 
 def lr_figure(res: TrainingResult, X: np.ndarray, y: np.ndarray, w_star: np.ndarray, bound: float,
