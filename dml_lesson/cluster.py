@@ -59,7 +59,13 @@ def get_client(
         close_client()
         address = address or dask.config.get("scheduler-address", None)
         if address:
-            client = Client(address, timeout=CONNECT_TIMEOUT)
+            try:
+                client = Client(address, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise ConnectionError(
+                    f"could not reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT}: is it running, "
+                    "and is the address right? Unset DASK_SCHEDULER_ADDRESS to use a local cluster instead"
+                ) from exc
             cluster = None
         else:
             cluster = LocalCluster(
@@ -76,6 +82,18 @@ def get_client(
             client = Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
         _state.update(client=client, cluster=cluster)
         return client
+
+
+def check_client(client: Client | None) -> Client:
+    """The given client if it is running, ``get_client()`` for None, else a clear error."""
+    if client is None:
+        return get_client()
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a distributed.Client or None, got {type(client).__name__}")
+    if client.status != "running":
+        raise ValueError(f"client is {client.status}, not running: pass client=None (or dml.get_client()) "
+                         "to use the course's cluster")
+    return client
 
 
 def close_client() -> None:

@@ -110,14 +110,21 @@ def scattered_data_lost(worker: int = 1, client: Client | None = None) -> str:
         logger.setLevel(level)
 
 
-def wait_until_replaced(address: str, n_workers: int, client: Client | None = None, timeout: float = 30.0) -> None:
+def wait_until_replaced(address: str, n_workers: int, client: Client | None = None, timeout: float = 30.0,
+                        settle: float = 1.0) -> None:
     """Wait until the scheduler has dropped the dead worker ``address`` and ``n_workers`` workers are up
-    (the nanny's replacement included); raise ``TimeoutError`` with an explanation after ``timeout`` s."""
+    (the nanny's replacement included), then ``settle`` seconds more; raise ``TimeoutError`` with an
+    explanation after ``timeout`` s.
+
+    The pause matters: a worker killed while its nanny is still finishing its start is not restarted
+    (seen with distributed 2026.8), so faults must not follow each other too closely.
+    """
     client = client or get_client()
     deadline = time.monotonic() + timeout
     while True:
         alive = worker_addresses(client)
         if address not in alive and len(alive) >= n_workers:
+            time.sleep(settle)
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"after {timeout:.0f} s the cluster has {len(alive)} of {n_workers} workers: "

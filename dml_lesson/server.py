@@ -19,7 +19,7 @@ import numpy as np
 from distributed import Client
 
 from ._checks import check_choice, check_int, check_seed
-from .cluster import get_client
+from .cluster import check_client
 from .codecs import decoded
 from .layout import Layout
 from .models import Model
@@ -127,7 +127,7 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     why = "the number of blocks of X" if isinstance(X, da.Array) else "the number of rows"
     n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
     backups = check_int("backups", backups, low=0, high=n_nodes - 1, why="n_nodes - 1: one node must answer")
-    client = client or get_client()
+    client = check_client(client)
     placement = place_shards(client, X, y, n_nodes, layout)
     if batch_size is not None:
         why = "the largest shard's rows"

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson.faults import kill_at, kill_worker, reset_slowdowns, slow_worker
+from dml_lesson.faults import kill_at, kill_worker, reset_slowdowns, slow_worker, wait_until_replaced
 
 pytestmark = pytest.mark.cluster
+
+
+def settle(killed: str, client) -> None:
+    """Wait for the nanny's replacement (and a moment more, see ``wait_until_replaced``)."""
+    wait_until_replaced(killed, 2, client, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +32,7 @@ def test_killing_a_worker_mid_run_changes_nothing(client, data, transport, step)
     assert np.array_equal(res.weights, reference.weights) and np.array_equal(res.losses, reference.losses)
     if transport == "actors":
         assert res.params["recoveries"] == [step]
-    client.wait_for_workers(2, timeout=30)  # the nanny's replacement is back
+    settle(fault.killed[0], client)
 
 
 def test_sgd_survives_a_kill_too(client, data):
@@ -35,9 +40,10 @@ def test_sgd_survives_a_kill_too(client, data):
     kw = dict(n_nodes=3, lr=0.05, batch_size=16, n_steps=15, seed=3, client=client)
     client.wait_for_workers(2, timeout=30)
     reference = dml.distributed_sgd(X, y, **kw)
-    res = dml.distributed_sgd(X, y, on_step=kill_at(6, worker=0, client=client), **kw)
+    fault = kill_at(6, worker=0, client=client)
+    res = dml.distributed_sgd(X, y, on_step=fault, **kw)
     assert np.array_equal(res.weights, reference.weights)
-    client.wait_for_workers(2, timeout=30)
+    settle(fault.killed[0], client)
 
 
 def test_kill_worker_checks_its_argument(client):

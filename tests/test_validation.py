@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
+from dml_lesson import codecs, faults
 
 X = np.ones((10, 2))
 y = np.zeros(10)
@@ -52,6 +53,21 @@ CASES = [
     ("noise<0", lambda: dml.make_regression(10, 2, noise=-1), ValueError, "noise must be"),
     ("p=1", lambda: dml.make_classification(10, 2, positive_fraction=1.0), ValueError, "positive_fraction"),
     ("n_workers", lambda: dml.get_client(n_workers=0), ValueError, "n_workers must be between 1 and 16"),
+    ("block_size 0", lambda: dml.make_regression(10, 2, block_size=0), ValueError, "block_size must be >= 1"),
+    ("x_mean nan", lambda: dml.make_regression(10, 2, x_mean=float("nan")), ValueError, "x_mean must be a finite"),
+    ("w_true length", lambda: dml.make_regression(10, 2, w_true=[1.0]), ValueError, "w_true must have shape (3,)"),
+    ("class_sep 0", lambda: dml.make_classification(10, 2, class_sep=0), ValueError, "class_sep must be"),
+    ("backups", lambda: dgd(backups=2), ValueError, "backups must be between 0 and 1"),
+    ("layout type", lambda: dgd(layout=3), TypeError, "layout must be a name"),
+    ("weights", lambda: dml.Layout("weighted", weights=(1.0, -1.0)), ValueError, "positive finite weights"),
+    ("sort_by", lambda: dgd(layout=dml.Layout("noniid", sort_by=7)), ValueError, "sort_by must be between 0 and 1"),
+    ("codec name", lambda: codecs.make_codec("gzip"), ValueError, "codec must be one of"),
+    ("bits 0", lambda: codecs.Quantize(0), ValueError, "bits must be between 1 and 16"),
+    ("ratio > 1", lambda: codecs.TopK(1.5), ValueError, "ratio must be"),
+    ("step_decay every", lambda: dml.step_decay(0), ValueError, "every must be >= 1"),
+    ("slowdown < 1", lambda: faults.slow_worker(0, 0.5), ValueError, "factor must be"),
+    ("kill index", lambda: faults.kill_worker(9), ValueError, "worker must be between 0 and 1"),
+    ("client type", lambda: dgd(client="tcp://127.0.0.1:8786"), TypeError, "client must be a distributed.Client"),
 ]
 
 
@@ -68,3 +84,25 @@ def test_nan_in_dask_input_is_reported_from_the_workers(client):
     Xd = da.from_array(np.where(np.eye(40, 2) > 0, np.nan, 1.0), chunks=(10, 2))
     with pytest.raises(ValueError, match="X contains NaN or inf"):
         dml.distributed_gd(Xd, da.zeros(40, chunks=10), n_nodes=2, client=client)
+
+
+def test_at_least_thirty_distinct_bad_inputs_are_covered():
+    assert len({case[0] for case in CASES}) >= 30
+
+
+def test_a_closed_client_is_named(client):
+    from distributed import Client
+
+    closed = Client(client.scheduler.address, set_as_default=False)
+    closed.close()
+    with pytest.raises(ValueError, match="client is closed"):
+        dgd(client=closed)
+
+
+def test_an_unreachable_scheduler_is_named(client, monkeypatch):
+    from dml_lesson import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(cluster, "_state", {"client": None, "cluster": None})  # as in a fresh kernel
+    with pytest.raises(ConnectionError, match="could not reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        dml.get_client(address="tcp://127.0.0.1:9")
