@@ -39,7 +39,16 @@ def kill_worker(worker: int | str, client: Client | None = None) -> str:
     if pid == os.getpid():
         raise RuntimeError("that worker runs inside this process (a threads-only cluster): refusing to kill it")
     os.kill(pid, signal.SIGKILL)
+    # The scheduler would notice the broken connection by itself, a moment later. Telling it now avoids a race
+    # seen with distributed 2026.8: the nanny's replacement registers under the same name before the dead
+    # worker is removed, is turned away ("name taken"), and the nanny gives up for good.
+    client.run_on_scheduler(_drop_worker, address)
     return address
+
+
+async def _drop_worker(address: str, dask_scheduler=None) -> None:
+    if address in dask_scheduler.workers:
+        await dask_scheduler.remove_worker(address, stimulus_id="dml-lesson-kill", close=False)
 
 
 def kill_at(step: int, worker: int = 0, client: Client | None = None) -> Callable[[int], None]:

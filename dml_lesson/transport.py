@@ -68,7 +68,9 @@ class Resilient:
         while True:
             try:
                 return self.inner.round(w, step, need_grad, wait_for)
-            except (OSError, ActorStateLost) as exc:
+            except (OSError, RuntimeError) as exc:
+                if not _worker_lost(exc):
+                    raise
                 if len(self.recoveries) >= MAX_RECOVERIES:
                     raise RuntimeError(
                         f"workers were lost {len(self.recoveries) + 1} times during this run (at steps "
@@ -85,10 +87,9 @@ class Resilient:
 
     def _recover(self, step: int) -> None:
         self.recoveries.append(step)
-        try:  # let the nanny bring the replacement worker up, so the shards are spread again
-            self.client.wait_for_workers(self.n_workers, timeout=RECOVER_WAIT)
-        except (TimeoutError, FuturesTimeout):
-            pass  # go on with the workers that are alive
+        deadline = time.monotonic() + RECOVER_WAIT  # let the nanny bring the replacement up, to spread the shards
+        while len(worker_addresses(self.client)) < self.n_workers and time.monotonic() < deadline:
+            time.sleep(0.1)  # past the deadline, go on with the workers that are alive
         forget(self.placement)
         self.placement = self.place()
         self.inner = connect(self.client, self.placement, self.config, self.kind)
@@ -99,6 +100,11 @@ def _timeout_error(step: int) -> TimeoutError:
         f"the nodes did not answer step {step} within {STEP_TIMEOUT:.0f} s: the cluster may be stuck or "
         "overloaded; restart it with dml.close_client() and rerun the cell"
     )
+
+
+def _worker_lost(exc: BaseException) -> bool:
+    """True for the errors Dask raises when the worker behind an actor is gone (or the actor was rebuilt)."""
+    return isinstance(exc, (OSError, ActorStateLost)) or "Worker holding Actor was lost" in str(exc)
 
 
 class ActorTransport:

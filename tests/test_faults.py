@@ -92,3 +92,20 @@ def test_backups_must_leave_one_node(client, data):
     X, y = data
     with pytest.raises(ValueError, match="backups must be between 0 and 3"):
         dml.distributed_gd(X, y, n_nodes=4, backups=4, client=client)
+
+
+@pytest.mark.slow
+def test_twenty_seeded_random_kills_all_finish_with_the_same_weights(client, data):
+    X, y = data
+    kw = dict(n_nodes=4, lr=0.1, n_steps=10, client=client)
+    client.wait_for_workers(2, timeout=30)
+    reference = dml.distributed_gd(X, y, **kw)
+    rng = np.random.default_rng(2026)
+    same = 0
+    for _ in range(20):
+        step, worker = int(rng.integers(0, 10)), int(rng.integers(0, 2))
+        fault = kill_at(step, worker=worker, client=client)
+        res = dml.distributed_gd(X, y, on_step=fault, **kw)
+        same += np.array_equal(res.weights, reference.weights) and res.params["recoveries"] == [step]
+        settle(fault.killed[0], client)
+    assert same == 20
