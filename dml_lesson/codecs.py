@@ -27,17 +27,23 @@ from ._checks import check_choice, check_float, check_int
 
 
 @dataclass(frozen=True)
-class TopK:
-    """Keep the ``ratio`` share of entries with the largest magnitude (at least one)."""
+class _Sparsifier:
+    """A codec that keeps ``k = ratio * d`` of the ``d`` entries (at least one)."""
 
     ratio: float = 0.1
-    name = "top-k"
 
     def __post_init__(self) -> None:
         check_float("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
 
     def k(self, d: int) -> int:
         return max(1, round(self.ratio * d))
+
+
+@dataclass(frozen=True)
+class TopK(_Sparsifier):
+    """Keep the ``ratio`` share of entries with the largest magnitude (at least one)."""
+
+    name = "top-k"
 
     def encode(self, g: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         k = self.k(len(g))
@@ -55,17 +61,10 @@ class TopK:
 
 
 @dataclass(frozen=True)
-class RandomK:
+class RandomK(_Sparsifier):
     """Keep ``ratio`` of the entries, chosen at random from the shared seed, scaled by d/k (unbiased)."""
 
-    ratio: float = 0.1
     name = "random-k"
-
-    def __post_init__(self) -> None:
-        check_float("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
-
-    def k(self, d: int) -> int:
-        return max(1, round(self.ratio * d))
 
     def _indices(self, d: int, rng: np.random.Generator) -> np.ndarray:
         return np.sort(rng.choice(d, self.k(d), replace=False))
