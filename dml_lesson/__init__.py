@@ -9,7 +9,6 @@ from .cluster import (
     close_client,
     dashboard_link,
     get_client,
-    tasks_per_worker,
     worker_addresses,
     worker_table,
 )
@@ -27,7 +26,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NodeConfig", "NodeReply", "PeakMemory", "gather_rows", "lineage", "node_step", "place_shards",
-    "tasks_per_worker",
     "LAYOUTS", "LINEAR", "LOGISTIC", "Dataset", "Layout", "Model", "TrainingResult", "assign_rows",
     "close_client", "combine", "dashboard_link", "distributed_gd", "distributed_sgd", "formula_nbytes",
     "get_client", "gradient_descent", "lipschitz_constant", "make_classification", "make_regression",

@@ -134,18 +134,6 @@ def dashboard_link(client: Client | None = None) -> str:
     return client.dashboard_link
 
 
-def tasks_per_worker(tasks: list[dict[str, Any]], prefix: str = "") -> dict[int, int]:
-    """Count the task-stream records (``get_task_stream().data``) per worker index, for keys that start with
-    ``prefix`` (notebook 03: where did the node tasks run?). Worker ``i`` is the i-th in sorted order."""
-    workers = sorted({t["worker"] for t in tasks})
-    counts = dict.fromkeys(range(len(workers)), 0)
-    for t in tasks:
-        key = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
-        if str(key).startswith(prefix):
-            counts[workers.index(t["worker"])] += 1
-    return counts
-
-
 def _getpid() -> int:
     import os
 

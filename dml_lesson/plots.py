@@ -209,20 +209,6 @@ def dsgd_figure(results: dict[str, TrainingResult], floor: float | None = None) 
     return fig
 
 
-def bar_figure(labels: list[str], series: dict[str, list[float]], ylabel: str, title: str = "") -> Figure:
-    """Grouped bars: one group per label, one bar per series (notebook 04's bytes and times)."""
-    fig = new_figure(1, 1, width=7.0, height=3.0)
-    ax = fig.axes[0]
-    width = 0.8 / len(series)
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name, color=COLORS[i])
-    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return fig
-
-
 def timeline_figure(rows: list[Any], title: str = "") -> Figure:
     """Notebook 07: a Gantt chart of synchronous steps, one lane per node: computing (solid, one color per
     step) and waiting at the barrier for the slowest node (hatched); dashed lines mark the barriers."""

@@ -127,10 +127,6 @@ class Recorder:
         self.bytes_sent.append(sent)
         self.bytes_received.append(received)
 
-    def restart_clock(self) -> None:
-        """Start timing the next step from now (after set-up work that is not a step)."""
-        self._t0 = time.perf_counter()
-
     def result(self) -> TrainingResult:
         """The finished record; the per-step arrays are cut to the steps whose result was kept."""
         k = max(len(self.losses) - 1, 0)

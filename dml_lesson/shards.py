@@ -115,11 +115,6 @@ def forget(placement: Placement) -> None:
     _cache.pop(placement.key, None)
 
 
-def clear_cache() -> None:
-    """Forget every cached placement (their shards are released from the cluster)."""
-    _cache.clear()
-
-
 def build_shard(x_blocks: list, y_blocks: list, selectors: list, node: int) -> tuple[np.ndarray, np.ndarray]:
     """The task that makes a node's shard from data blocks (``None`` selector: the whole block)."""
     X = np.concatenate([b if s is None else b[s] for b, s in zip(x_blocks, selectors)])
