@@ -9,6 +9,7 @@ from .cluster import (
     close_client,
     dashboard_link,
     get_client,
+    restore_workers,
     worker_addresses,
     worker_table,
 )
@@ -29,6 +30,6 @@ __all__ = [
     "LAYOUTS", "LINEAR", "LOGISTIC", "Dataset", "Layout", "Model", "TrainingResult", "assign_rows",
     "close_client", "combine", "dashboard_link", "distributed_gd", "distributed_sgd", "formula_nbytes",
     "get_client", "gradient_descent", "lipschitz_constant", "make_classification", "make_regression",
-    "make_schedule", "minibatch_indices", "mse", "mse_gradient", "node_of_rows", "serialized_nbytes",
+    "make_schedule", "minibatch_indices", "mse", "mse_gradient", "node_of_rows", "restore_workers", "serialized_nbytes",
     "sgd", "sigmoid", "step_decay", "to_numpy", "worker_addresses", "worker_table",
 ]

@@ -18,14 +18,14 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster
 
-from ._checks import check_int
+from ._checks import check_float, check_int
 
 DASHBOARD_PORT = 8787
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CONNECT_TIMEOUT = "20s"
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"client": None, "cluster": None}
+_state: dict[str, Any] = {"client": None, "cluster": None, "n_workers": 0}
 
 
 def get_client(
@@ -68,6 +68,11 @@ def get_client(
                 ) from exc
             cluster = None
         else:
+            # A LocalCluster closes a worker's nanny for good when no worker of that name is up 15 s (this
+            # setting) after a worker of that name was lost. With faults a few seconds apart (notebook 07, the
+            # fault tests) that check can land while the nanny is restarting its worker, and the cluster
+            # shrinks. Here the nanny restarts every worker it loses, so the check is put out of reach.
+            dask.config.set({"distributed.deploy.lost-worker-timeout": "3650 days"})
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=1,
@@ -80,7 +85,7 @@ def get_client(
                 silence_logs=logging.ERROR,
             )
             client = Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
-        _state.update(client=client, cluster=cluster)
+        _state.update(client=client, cluster=cluster, n_workers=n_workers)
         return client
 
 
@@ -126,6 +131,44 @@ def worker_table(client: Client | None = None) -> list[dict[str, Any]]:
         }
         for addr in sorted(info)
     ]
+
+
+def restore_workers(client: Client | None = None, timeout: float = 30.0) -> int:
+    """Bring the course's local cluster back to its full number of workers; return how many run.
+
+    A nanny restarts its worker when the process dies, but it gives up when the restart fails (for example
+    when a worker is killed while its nanny is still starting it). This drops such nannies, starts fresh
+    ones in their place and waits for them; on a cluster the course did not start it only counts. Used by
+    notebook 07 and the fault tests after a kill.
+
+    Raises
+    ------
+    TimeoutError
+        When the workers are not back within ``timeout`` seconds.
+    """
+    client = client or get_client()
+    timeout = check_float("timeout", timeout, low=1.0, high=600.0)
+    cluster = _state["cluster"] if client is _state["client"] else None
+    if cluster is None:
+        return len(worker_addresses(client))
+    wanted = _state["n_workers"]
+    alive = set(client.scheduler_info(n_workers=-1)["workers"])
+    for name, nanny in list(cluster.workers.items()):
+        if nanny.status.name not in ("running", "init", "starting") or (
+            nanny.status.name == "running" and nanny.worker_address not in alive
+        ):
+            cluster.worker_spec.pop(name, None)
+            cluster.workers.pop(name, None)
+            cluster.sync(nanny.close, timeout=5, reason="dml-lesson-restore")
+    if len(cluster.worker_spec) < wanted:
+        cluster.scale(wanted)
+    try:
+        client.wait_for_workers(wanted, timeout=timeout)
+    except (TimeoutError, OSError) as exc:
+        back = len(worker_addresses(client))
+        raise TimeoutError(f"only {back} of {wanted} workers came back within {timeout:.0f} s: "
+                           "restart the cluster with dml.close_client() and dml.get_client()") from exc
+    return len(worker_addresses(client))
 
 
 def dashboard_link(client: Client | None = None) -> str:

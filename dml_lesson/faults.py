@@ -17,7 +17,7 @@ from collections.abc import Callable
 from distributed import Client
 
 from ._checks import check_float, check_int
-from .cluster import get_client, worker_addresses
+from .cluster import get_client, restore_workers, worker_addresses
 
 _SLOWDOWN = {"factor": 1.0}
 
@@ -120,22 +120,28 @@ def scattered_data_lost(worker: int = 1, client: Client | None = None) -> str:
 
 
 def wait_until_replaced(address: str, n_workers: int, client: Client | None = None, timeout: float = 30.0,
-                        settle: float = 1.0) -> None:
+                        settle: float = 1.0, nanny_wait: float = 15.0) -> None:
     """Wait until the scheduler has dropped the dead worker ``address`` and ``n_workers`` workers are up
-    (the nanny's replacement included), then ``settle`` seconds more; raise ``TimeoutError`` with an
-    explanation after ``timeout`` s.
+    (the nanny's replacement included), then ``settle`` seconds more.
 
-    The pause matters: a worker killed while its nanny is still finishing its start is not restarted
-    (seen with distributed 2026.8), so faults must not follow each other too closely.
+    When the nanny has not brought a replacement within ``nanny_wait`` seconds (it gives up when a restart
+    fails, seen with distributed 2026.8 under load), a fresh worker is started instead
+    (:func:`dml_lesson.cluster.restore_workers`). The pause matters too: a worker killed while its nanny is
+    still finishing its start is not restarted, so faults must not follow each other too closely. Raises
+    ``TimeoutError`` with an explanation after ``timeout`` s.
     """
     client = client or get_client()
-    deadline = time.monotonic() + timeout
+    n_workers = check_int("n_workers", n_workers, low=1, high=16)
+    timeout = check_float("timeout", timeout, low=1.0, high=600.0)
+    start = time.monotonic()
     while True:
         alive = worker_addresses(client)
         if address not in alive and len(alive) >= n_workers:
             time.sleep(settle)
             return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"after {timeout:.0f} s the cluster has {len(alive)} of {n_workers} workers: "
-                               "the nanny could not restart the dead one; restart with dml.close_client()")
+        waited = time.monotonic() - start
+        if waited > min(nanny_wait, timeout):
+            restore_workers(client, timeout=max(1.0, timeout - waited))
+            time.sleep(settle)
+            return
         time.sleep(0.1)

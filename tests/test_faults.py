@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
+from dml_lesson.cluster import restore_workers
 from dml_lesson.faults import kill_at, kill_worker, reset_slowdowns, slow_worker, wait_until_replaced
 
 pytestmark = pytest.mark.cluster
@@ -24,7 +25,7 @@ def data():
 def test_killing_a_worker_mid_run_changes_nothing(client, data, transport, step):
     X, y = data
     kw = dict(n_nodes=4, lr=0.1, n_steps=12, client=client, transport=transport)
-    client.wait_for_workers(2, timeout=30)
+    restore_workers(client)
     reference = dml.distributed_gd(X, y, **kw)
     fault = kill_at(step, worker=1, client=client)
     res = dml.distributed_gd(X, y, on_step=fault, **kw)
@@ -38,12 +39,29 @@ def test_killing_a_worker_mid_run_changes_nothing(client, data, transport, step)
 def test_sgd_survives_a_kill_too(client, data):
     X, y = data
     kw = dict(n_nodes=3, lr=0.05, batch_size=16, n_steps=15, seed=3, client=client)
-    client.wait_for_workers(2, timeout=30)
+    restore_workers(client)
     reference = dml.distributed_sgd(X, y, **kw)
     fault = kill_at(6, worker=0, client=client)
     res = dml.distributed_sgd(X, y, on_step=fault, **kw)
     assert np.array_equal(res.weights, reference.weights)
     settle(fault.killed[0], client)
+
+
+def test_a_nanny_that_gave_up_is_replaced(client, data):
+    """A nanny closed for good (as when its restart fails) leaves one worker; restore_workers starts another."""
+    from dml_lesson.cluster import _state
+
+    X, y = data
+    restore_workers(client)
+    reference = dml.distributed_gd(X, y, n_nodes=2, n_steps=3, client=client)
+    cluster = _state["cluster"]
+    nanny = cluster.workers[max(cluster.workers)]
+    cluster.sync(nanny.close, timeout=5, reason="test: the nanny gives up")
+    assert len(dml.worker_addresses(client)) == 1
+    assert restore_workers(client, timeout=60) == 2
+    assert nanny not in cluster.workers.values()
+    res = dml.distributed_gd(X, y, n_nodes=2, n_steps=3, client=client)
+    assert np.array_equal(res.weights, reference.weights)
 
 
 def test_kill_worker_checks_its_argument(client):
@@ -98,7 +116,7 @@ def test_backups_must_leave_one_node(client, data):
 def test_twenty_seeded_random_kills_all_finish_with_the_same_weights(client, data):
     X, y = data
     kw = dict(n_nodes=4, lr=0.1, n_steps=10, client=client)
-    client.wait_for_workers(2, timeout=30)
+    restore_workers(client)
     reference = dml.distributed_gd(X, y, **kw)
     rng = np.random.default_rng(2026)
     same = 0
