@@ -76,10 +76,15 @@ def pyproject_bounds() -> dict[str, Version | None]:
 
 
 def conda_bounds() -> dict[str, Version | None]:
-    """All conda dependencies of environment.yml (the pip section excluded)."""
+    """All dependencies of environment.yml: conda's, and the pip section's for packages not on conda-forge."""
     bounds: dict[str, Version | None] = {}
     for dep in environment()["dependencies"]:
-        if isinstance(dep, dict):  # the "pip:" section
+        if isinstance(dep, dict):  # the "pip:" section, minus the project itself
+            for line in dep.get("pip", []):
+                if not line.replace(" ", "").startswith(("-e", "--editable")):
+                    req = Requirement(line)
+                    name = canonicalize_name(req.name)
+                    bounds[name] = lower_bound(str(req.specifier), "environment.yml (pip)", name)
             continue
         match = CONDA_SPEC.match(str(dep))
         assert match, f"environment.yml: cannot parse dependency {dep!r}"
