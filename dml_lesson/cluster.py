@@ -10,9 +10,14 @@ instead. This module knows nothing of models. Every notebook from 00 on calls :f
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
 import socket
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -73,20 +78,26 @@ def get_client(
             # fault tests) that check can land while the nanny is restarting its worker, and the cluster
             # shrinks. Here the nanny restarts every worker it loses, so the check is put out of reach.
             dask.config.set({"distributed.deploy.lost-worker-timeout": "3650 days"})
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit=memory_limit,
-                host="127.0.0.1",
-                dashboard_address=f"127.0.0.1:{_free_dashboard_port()}",
-                worker_dashboard_address="127.0.0.1:0",
-                env=dict(WORKER_ENV),
-                silence_logs=logging.ERROR,
-            )
+            with _machine_lock():  # two notebooks starting at once must not both pick port 8787
+                cluster = _local_cluster(n_workers, memory_limit)
             client = Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
         _state.update(client=client, cluster=cluster, n_workers=n_workers)
         return client
+
+
+def _local_cluster(n_workers: int, memory_limit: str) -> LocalCluster:
+    """Worker processes with one thread each, capped BLAS and a memory limit; every address on 127.0.0.1."""
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        host="127.0.0.1",
+        dashboard_address=f"127.0.0.1:{_free_dashboard_port()}",
+        worker_dashboard_address="127.0.0.1:0",
+        env=dict(WORKER_ENV),
+        silence_logs=logging.ERROR,
+    )
 
 
 def check_client(client: Client | None) -> Client:
@@ -181,6 +192,33 @@ def _getpid() -> int:
     import os
 
     return os.getpid()
+
+
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    """Hold a lock file shared by every course process on this machine (where ``fcntl`` exists), so that
+    the dashboard port is chosen and taken by one cluster at a time."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; a port clash there costs only a warning from Dask
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), "dml-lesson-cluster.lock")
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another course process has held {path} for 60 s: is a cluster stuck "
+                                       "starting? Close it, or delete the file") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _free_dashboard_port() -> int:

@@ -79,10 +79,12 @@ class Resilient:
                     ) from exc
                 self._recover(step)
             except KilledWorker as exc:
+                tries = f"{exc.args[2] + 1} time(s)" if len(exc.args) > 2 else "several times"
                 raise RuntimeError(
-                    f"a task of step {step} was running on a worker that died {exc.args[1:] or ''} more times "
-                    "than Dask's allowed-failures setting (distributed.scheduler.allowed-failures, 3 by "
-                    "default): Dask stopped retrying. Restart the cluster with dml.close_client() and rerun"
+                    f"step {step} failed: the workers running one of its node tasks died {tries} in a row "
+                    "(Dask stops retrying a task after distributed.scheduler.allowed-failures worker deaths, 3 by "
+                    "default), so the task may be what kills them, e.g. by running out of memory. Check the "
+                    "workers' memory on the dashboard, then restart the cluster with dml.close_client() and rerun"
                 ) from exc
 
     def _recover(self, step: int) -> None:

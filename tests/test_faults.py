@@ -127,3 +127,35 @@ def test_twenty_seeded_random_kills_all_finish_with_the_same_weights(client, dat
         same += np.array_equal(res.weights, reference.weights) and res.params["recoveries"] == [step]
         settle(fault.killed[0], client)
     assert same == 20
+
+
+def test_a_task_whose_workers_keep_dying_gives_a_clear_error(client):
+    """Past Dask's allowed failures, the tasks transport stops with an explanation, not a bare KilledWorker."""
+    import threading
+
+    X, y, _ = dml.make_regression(200_000, 10, seed=1)
+    kw = dict(n_nodes=2, lr=0.1, n_steps=4, client=client, transport="tasks")
+    restore_workers(client)
+    dml.distributed_gd(X, y, **kw)  # place the shards
+    allowed = client.run_on_scheduler(_set_allowed_failures, 0)
+    killed: list[str] = []
+
+    def kill_during_step(step: int) -> None:  # the slowed worker's step takes seconds: kill it midway
+        if step == 2 and not killed:
+            timer = threading.Timer(0.3, lambda: killed.append(kill_worker(1, client)))
+            timer.start()
+
+    try:
+        slow_worker(1, 500.0, client)
+        with pytest.raises(RuntimeError, match="allowed-failures") as info:
+            dml.distributed_gd(X, y, on_step=kill_during_step, **kw)
+        assert "died 1 time(s) in a row" in str(info.value) and "dml.close_client()" in str(info.value)
+    finally:
+        client.run_on_scheduler(_set_allowed_failures, allowed)
+        reset_slowdowns(client)
+    settle(killed[0], client)
+
+
+def _set_allowed_failures(value: int, dask_scheduler=None) -> int:
+    old, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, value
+    return old
