@@ -17,14 +17,17 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any, TypeVar
 
 import dask
 from distributed import Client, LocalCluster
 
 from ._checks import check_float, check_int
 
+T = TypeVar("T")
 DASHBOARD_PORT = 8787
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CONNECT_TIMEOUT = "20s"
@@ -100,6 +103,27 @@ def _local_cluster(n_workers: int, memory_limit: str) -> LocalCluster:
     )
 
 
+WAIT_TIMEOUT = 60.0
+"""Seconds any single wait on the cluster (a run on the workers, a gather, a compute) may take."""
+
+
+def bounded(what: str, fn: Callable[..., T], *args: Any, timeout: float = WAIT_TIMEOUT, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, or a ``TimeoutError`` saying that ``what`` did not finish within ``timeout`` s.
+
+    For the cluster calls that have no timeout of their own (``Client.run``, ``Client.gather``,
+    ``dask.compute``): the call runs in a helper thread, so a stuck cluster cannot hang a notebook cell.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dml-bounded")
+    future = pool.submit(fn, *args, **kwargs)
+    try:
+        return future.result(timeout=timeout)
+    except FuturesTimeout:
+        raise TimeoutError(f"{what} did not finish within {timeout:.0f} s: the cluster may be stuck or overloaded; "
+                           "restart it with dml.close_client() and rerun the cell") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def check_client(client: Client | None) -> Client:
     """The given client if it is running, ``get_client()`` for None, else a clear error."""
     if client is None:
@@ -132,7 +156,7 @@ def worker_table(client: Client | None = None) -> list[dict[str, Any]]:
     """One row per worker: address, process id, threads and memory limit (notebook 00)."""
     client = client or get_client()
     info = client.scheduler_info(n_workers=-1)["workers"]
-    pids = client.run(_getpid)
+    pids = bounded("asking the workers for their process ids", client.run, _getpid)
     return [
         {
             "address": addr,
@@ -247,11 +271,11 @@ class PeakMemory:
         self.limits: dict[str, int] = {}
 
     def __enter__(self) -> PeakMemory:
-        self.client.run(_start_sampler)
+        bounded("starting the memory samplers", self.client.run, _start_sampler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.peaks = self.client.run(_stop_sampler)
+        self.peaks = bounded("reading the memory samplers", self.client.run, _stop_sampler)
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         self.limits = {addr: info[addr]["memory_limit"] for addr in self.peaks}
 

@@ -19,7 +19,10 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ._checks import check_float, check_int, check_seed, check_vector
+from .cluster import bounded
 
+COMPUTE_TIMEOUT = 300.0
+"""Seconds :func:`to_numpy` waits for the cluster (it is meant for small data)."""
 UNIT_ROWS = 1024
 """Rows per random stream: the unit of generation (independent of the block size)."""
 
@@ -47,7 +50,10 @@ def to_numpy(*arrays: Any) -> Any:
 
     Used by notebooks 01 and 02, where the data fits in memory.
     """
-    out = dask.compute(*arrays) if any(isinstance(a, da.Array) for a in arrays) else arrays
+    if any(isinstance(a, da.Array) for a in arrays):
+        out = bounded("computing the arrays", dask.compute, *arrays, timeout=COMPUTE_TIMEOUT)
+    else:
+        out = arrays
     # Arrays received from Dask workers can be unaligned in memory, which makes numpy skip BLAS (8x slower
     # matrix products, measured): copy those into aligned memory.
     out = tuple(np.require(a, requirements="A") for a in out)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from distributed import Client
 
 from ._checks import check_float, check_int
-from .cluster import get_client, restore_workers, worker_addresses
+from .cluster import bounded, get_client, restore_workers, worker_addresses
 
 _SLOWDOWN = {"factor": 1.0}
 
@@ -35,14 +35,14 @@ def kill_worker(worker: int | str, client: Client | None = None) -> str:
         address = worker
     else:
         address = addresses[check_int("worker", worker, low=0, high=len(addresses) - 1)]
-    pid = client.run(os.getpid, workers=[address])[address]
+    pid = bounded("asking the worker for its process id", client.run, os.getpid, workers=[address])[address]
     if pid == os.getpid():
         raise RuntimeError("that worker runs inside this process (a threads-only cluster): refusing to kill it")
     os.kill(pid, signal.SIGKILL)
     # The scheduler would notice the broken connection by itself, a moment later. Telling it now avoids a race
     # seen with distributed 2026.8: the nanny's replacement registers under the same name before the dead
     # worker is removed, is turned away ("name taken"), and the nanny gives up for good.
-    client.run_on_scheduler(_drop_worker, address)
+    bounded("telling the scheduler about the kill", client.run_on_scheduler, _drop_worker, address)
     return address
 
 
@@ -71,12 +71,12 @@ def slow_worker(worker: int | str, factor: float, client: Client | None = None) 
     addresses = worker_addresses(client)
     address = worker if isinstance(worker, str) else addresses[check_int("worker", worker, low=0,
                                                                           high=len(addresses) - 1)]
-    client.run(_set_slowdown, factor, workers=[address])
+    bounded("slowing the worker down", client.run, _set_slowdown, factor, workers=[address])
 
 
 def reset_slowdowns(client: Client | None = None) -> None:
     """Every worker back to full speed."""
-    (client or get_client()).run(_set_slowdown, 1.0)
+    bounded("resetting the workers' speed", (client or get_client()).run, _set_slowdown, 1.0)
 
 
 def _set_slowdown(factor: float) -> None:

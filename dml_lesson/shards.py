@@ -20,7 +20,8 @@ import numpy as np
 from distributed import Client, Future, wait
 
 from ._checks import check_int
-from .cluster import worker_addresses
+from .cluster import bounded, worker_addresses
+from .data import to_numpy
 from .layout import Layout, as_layout, assign_rows
 
 CACHE_SIZE = 4
@@ -166,7 +167,7 @@ def _layout_key(layout: Layout, X: Any, y: Any) -> np.ndarray | None:
     if layout.sort_by != "y":
         check_int("sort_by", layout.sort_by, low=0, high=X.shape[1] - 1)
     key = y if layout.sort_by == "y" else X[:, layout.sort_by]
-    return np.asarray(key.compute() if isinstance(key, da.Array) else key)
+    return np.asarray(to_numpy(key))
 
 
 def gather_rows(client: Client, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +175,8 @@ def gather_rows(client: Client, placement: Placement) -> tuple[np.ndarray, np.nd
 
     Only for small data: everything comes to the client.
     """
-    shards = client.gather(placement.futures)
+    _wait_for(placement.futures)
+    shards = bounded("gathering the shards", client.gather, placement.futures)
     X = np.empty((placement.n_rows, placement.n_weights))
     y = np.empty(placement.n_rows)
     for (X_s, y_s), rows in zip(shards, placement.rows):

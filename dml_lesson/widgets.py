@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .cluster import get_client
+from .data import to_numpy
 from .models import lipschitz_constant
 from .optim import gradient_descent, sgd
 from .server import distributed_gd, distributed_sgd
@@ -151,7 +152,7 @@ def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous"
     """Notebook 03: a node-count slider and a layout menu; the map of which rows live on which worker."""
     client = client or get_client()
     n_blocks = X.numblocks[0]
-    y_values = np.asarray(y.compute() if hasattr(y, "compute") else y)
+    y_values = to_numpy(y)
     controls = {
         "n_nodes": w.IntSlider(value=n_nodes, min=1, max=min(8, n_blocks), description="nodes"),
         "layout": w.Dropdown(options=["contiguous", "shuffled", "skewed", "noniid"], value=layout,

@@ -65,3 +65,15 @@ def test_connects_to_the_scheduler_named_in_dask_config():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [external.scheduler_address, "1", "3"]
+
+
+def test_a_wait_that_never_ends_becomes_a_clear_timeout_error():
+    import threading
+
+    from dml_lesson.cluster import bounded
+
+    release = threading.Event()
+    with pytest.raises(TimeoutError, match=r"gathering the shards did not finish within 1 s.*dml.close_client"):
+        bounded("gathering the shards", release.wait, 30, timeout=1.0)
+    release.set()
+    assert bounded("a quick call", sum, [1, 2, 3]) == 6
