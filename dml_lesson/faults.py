@@ -83,6 +83,11 @@ def _set_slowdown(factor: float) -> None:
     _SLOWDOWN["factor"] = factor
 
 
+def slowed_down() -> bool:
+    """True on a worker that :func:`slow_worker` has slowed down."""
+    return _SLOWDOWN["factor"] > 1.0
+
+
 def straggle(started: float) -> None:
     """Called at the end of a node step: sleep so that the step took ``factor`` times its compute time."""
     factor = _SLOWDOWN["factor"]

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 from distributed import Client
 from distributed.scheduler import KilledWorker
+from distributed.utils import sync
 
 from .cluster import worker_addresses
-from .comm import serialized_nbytes
+from .comm import message_nbytes
 from .node import ActorStateLost, NodeConfig, NodeReply, ShardActor, node_step
 from .shards import Placement, forget
 
@@ -124,7 +125,7 @@ class ActorTransport:
             placement.extras["actor_futures"] = futures
         for call in [a.configure(config) for a in actors]:
             call.result(timeout=STEP_TIMEOUT)
-        self.actors = actors
+        self.actors, self.loop = actors, client.loop
         self.busy: dict[int, Any] = {}  # nodes still working on a step whose answer was not waited for
 
     def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
@@ -134,6 +135,12 @@ class ActorTransport:
                 _result(call, step)
             self.busy = {}
         calls = {n: a.step(w, step, need_grad) for n, a in enumerate(self.actors) if n not in self.busy}
+        if wait_for is None or wait_for >= len(self.actors):  # one hop to the client's loop for all replies
+            try:
+                replies = sync(self.loop, _all, list(calls.values()), callback_timeout=STEP_TIMEOUT)
+            except TimeoutError as exc:
+                raise _timeout_error(step) from exc
+            return replies, *_bytes(w, step, need_grad, len(calls), replies)
         replies = _collect(calls, len(self.actors), wait_for, step)
         self.busy.update({n: c for n, c in calls.items() if replies[n] is None})
         return replies, *_bytes(w, step, need_grad, len(calls), replies)
@@ -161,6 +168,11 @@ class TaskTransport:
 
 
 
+async def _all(calls: list[Any]) -> list[NodeReply]:
+    """Await the actors' replies, in node order, on the client's event loop."""
+    return [NodeReply(*(await call)) for call in calls]
+
+
 def _result(call: Any, step: int) -> NodeReply:
     try:
         return NodeReply(*call.result(timeout=STEP_TIMEOUT))
@@ -186,6 +198,6 @@ def _collect(calls: dict[int, Any], k: int, wait_for: int | None, step: int) -> 
 
 def _bytes(w: np.ndarray, step: int, need_grad: bool, n_sent: int, replies: list) -> tuple[int, int]:
     """Bytes of the step's messages as Dask serializes them: ``w`` to each node asked, each reply back."""
-    sent = n_sent * serialized_nbytes((w, step, need_grad))
-    received = sum(serialized_nbytes(tuple(r)) for r in replies if r is not None)
+    sent = n_sent * message_nbytes((w, step, need_grad))
+    received = sum(message_nbytes(tuple(r)) for r in replies if r is not None)
     return sent, received
