@@ -130,17 +130,16 @@ class ActorTransport:
 
     def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
         self.busy = {n: c for n, c in self.busy.items() if not c.done()}
-        if wait_for is None:  # every node must answer: first let the busy ones finish
+        if wait_for is None or wait_for >= len(self.actors):  # every node answers: let the busy ones finish
             for call in self.busy.values():
                 _result(call, step)
             self.busy = {}
-        calls = {n: a.step(w, step, need_grad) for n, a in enumerate(self.actors) if n not in self.busy}
-        if wait_for is None or wait_for >= len(self.actors):  # one hop to the client's loop for all replies
-            try:
-                replies = sync(self.loop, _all, list(calls.values()), callback_timeout=STEP_TIMEOUT)
+            try:  # one hop to the client's event loop for the whole round, not one per node and way
+                replies = sync(self.loop, _call_all, self.actors, w, step, need_grad, callback_timeout=STEP_TIMEOUT)
             except TimeoutError as exc:
                 raise _timeout_error(step) from exc
-            return replies, *_bytes(w, step, need_grad, len(calls), replies)
+            return replies, *_bytes(w, step, need_grad, len(self.actors), replies)
+        calls = {n: a.step(w, step, need_grad) for n, a in enumerate(self.actors) if n not in self.busy}
         replies = _collect(calls, len(self.actors), wait_for, step)
         self.busy.update({n: c for n, c in calls.items() if replies[n] is None})
         return replies, *_bytes(w, step, need_grad, len(calls), replies)
@@ -168,8 +167,9 @@ class TaskTransport:
 
 
 
-async def _all(calls: list[Any]) -> list[NodeReply]:
-    """Await the actors' replies, in node order, on the client's event loop."""
+async def _call_all(actors: list[Any], w: np.ndarray, step: int, need_grad: bool) -> list[NodeReply]:
+    """On the client's event loop: call every actor, then await the replies in node order."""
+    calls = [actor.step(w, step, need_grad) for actor in actors]
     return [NodeReply(*(await call)) for call in calls]
 
 
