@@ -95,16 +95,19 @@ def clipped_model(model: str | Model = "linear", clip_norm: float = 1.0) -> Mode
     return Model(f"{base.name}, clipped at {clip_norm:g}", ClippedSums(base, clip_norm), base.loss_sum, base.predict)
 
 
-def clipped_share(model: str | Model, w: Any, X: Any, y: Any, clip_norm: float) -> float:
-    """Share of the rows whose gradient at ``w`` is longer than ``clip_norm`` (so clipping changes it)."""
+def gradient_norms(model: str | Model, w: Any, X: Any, y: Any) -> np.ndarray:
+    """The norm of each row's gradient at ``w`` (notebook 10 draws their histogram against C)."""
     base = get_model(model)
     X, y, w = np.asarray(X, dtype=float), np.asarray(y, dtype=float), np.asarray(w, dtype=float)
     coef = _per_example_coefficients(base.name, w, X, y)
     if coef is None:
-        norms = np.array([np.linalg.norm(base.sums(w, X[j : j + 1], y[j : j + 1])[1]) for j in range(len(y))])
-    else:
-        norms = np.abs(coef) * np.linalg.norm(X, axis=1)
-    return float(np.mean(norms > clip_norm))
+        return np.array([np.linalg.norm(base.sums(w, X[j : j + 1], y[j : j + 1])[1]) for j in range(len(y))])
+    return np.abs(coef) * np.linalg.norm(X, axis=1)
+
+
+def clipped_share(model: str | Model, w: Any, X: Any, y: Any, clip_norm: float) -> float:
+    """Share of the rows whose gradient at ``w`` is longer than ``clip_norm`` (so clipping changes it)."""
+    return float(np.mean(gradient_norms(model, w, X, y) > clip_norm))
 
 
 @dataclass(frozen=True)
