@@ -10,7 +10,10 @@ DP-SGD changes two things in distributed SGD, and both fit the server's existing
    ``(sigma C)^2 / k`` has variance ``(sigma C)^2``: the server's total carries exactly the noise of the
    textbook algorithm, added once to the sum. Splitting it means the server never sees a noise-free sum
    (with secure aggregation, :mod:`dml_lesson.secagg`, it sees only the noisy total), but it trusts every
-   node to add its share: a node that skips it, or drops out, leaves less noise than was accounted.
+   node to add its share: a node that skips it, or drops out, leaves less noise than was accounted. And the
+   budget of noise multiplier sigma holds for whoever sees only the sum (the weights, or the server under
+   secure aggregation); a server that reads each node's message sees a row's node with noise sigma C / sqrt(k),
+   so for it the noise multiplier is sigma / sqrt(k).
 
 The noise is drawn from the codec's generator, seeded by ``(seed, node, step)``, so a run repeats exactly.
 The server then divides by the global batch ``k * batch_size`` as usual.
@@ -36,20 +39,20 @@ import numpy as np
 from distributed import Client
 
 from ._checks import check_choice, check_float, check_int
-from .models import Model, get_model
+from .models import LINEAR, LOGISTIC, Model, get_model, sigmoid
 from .result import TrainingResult
 from .server import distributed_sgd
 
 SAMPLINGS = ("poisson", "no-amplification")
 
 
-def _per_example_coefficients(name: str, w: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """For the course's models each row's gradient is ``c_j * x_j``: return the ``c_j`` (None if unknown)."""
+def _per_example_coefficients(model: Model, w: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """For the course's models each row's gradient is ``c_j * x_j``: return the ``c_j`` (None for other models)."""
     z = X @ w
-    if name == "linear":
+    if model.sums is LINEAR.sums:
         return 2.0 * (z - y)
-    if name == "logistic":
-        return np.exp(-np.logaddexp(0.0, -z)) - y
+    if model.sums is LOGISTIC.sums:
+        return sigmoid(z) - y
     return None
 
 
@@ -73,7 +76,7 @@ def clipped_gradient_sum(model: Model, w: np.ndarray, X: np.ndarray, y: np.ndarr
     Linear and logistic regression are vectorized (a row's gradient is ``c_j * x_j``, its norm
     ``|c_j| * ||x_j||``); any other model is clipped row by row through ``model.sums``.
     """
-    coef = _per_example_coefficients(model.name, w, X, y)
+    coef = _per_example_coefficients(model, w, X, y)
     if coef is not None:
         norms = np.abs(coef) * np.linalg.norm(X, axis=1)
         scale = np.minimum(1.0, clip_norm / np.maximum(norms, 1e-300))
@@ -99,7 +102,7 @@ def gradient_norms(model: str | Model, w: Any, X: Any, y: Any) -> np.ndarray:
     """The norm of each row's gradient at ``w`` (notebook 10 draws their histogram against C)."""
     base = get_model(model)
     X, y, w = np.asarray(X, dtype=float), np.asarray(y, dtype=float), np.asarray(w, dtype=float)
-    coef = _per_example_coefficients(base.name, w, X, y)
+    coef = _per_example_coefficients(base, w, X, y)
     if coef is None:
         return np.array([np.linalg.norm(base.sums(w, X[j : j + 1], y[j : j + 1])[1]) for j in range(len(y))])
     return np.abs(coef) * np.linalg.norm(X, axis=1)

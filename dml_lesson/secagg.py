@@ -77,6 +77,7 @@ def mask(fixed: np.ndarray, node: int, n_nodes: int, seed: int, step: int) -> np
 def masked_vector(g: Any, node: int, n_nodes: int, seed: int = 0, step: int = 0,
                   frac_bits: int = FRAC_BITS) -> np.ndarray:
     """What node ``node`` sends instead of its gradient ``g``: fixed point, then masked (notebook 10)."""
+    n_nodes = check_int("n_nodes", n_nodes, low=1)
     return mask(to_fixed(g, frac_bits, n_nodes), node, n_nodes, seed, step)
 
 

@@ -41,7 +41,10 @@ def test_vectorized_clipping_equals_clipping_row_by_row(model):
     X = np.column_stack([np.ones(50), rng.normal(size=(50, 3))])
     y = (rng.random(50) < 0.5).astype(float) if model is LOGISTIC else rng.normal(size=50)
     w = rng.normal(size=4)
-    generic = Model("custom", model.sums, model.loss_sum, model.predict)  # unknown name: the row-by-row path
+    def sums(w, X, y):  # an unknown function: the row-by-row path
+        return model.sums(w, X, y)
+
+    generic = Model(model.name, sums, model.loss_sum, model.predict)
     for c in [0.1, 1.0, 100.0]:
         fast = clipped_gradient_sum(model, w, X, y, c)
         slow = clipped_gradient_sum(generic, w, X, y, c)
@@ -90,6 +93,14 @@ def test_without_noise_and_clipping_dp_sgd_is_distributed_sgd(client, data):
     assert np.array_equal(plain.weights, dp.weights)
     clipped = dml.distributed_sgd(X, y, model=clipped_model("linear", 0.5), **kw)
     assert np.array_equal(dp_sgd(X, y, noise_multiplier=0.0, clip_norm=0.5, **kw).weights, clipped.weights)
+
+
+@pytest.mark.cluster
+def test_dp_sgd_is_the_same_through_actors_and_tasks(client, data):
+    X, y, _, _ = data
+    kw = dict(n_nodes=3, lr=0.05, batch_size=10, n_steps=15, seed=1, noise_multiplier=2.0, clip_norm=0.5,
+              client=client)
+    assert np.array_equal(dp_sgd(X, y, transport="actors", **kw).weights, dp_sgd(X, y, transport="tasks", **kw).weights)
 
 
 @pytest.mark.cluster
