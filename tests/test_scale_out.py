@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from distributed import Client
 
 from dml_lesson.cluster import WORKER_ENV
 
@@ -107,6 +108,8 @@ def cli_cluster(tmp_path):
                 [*dask_cli, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
                  "--memory-limit", "1.5GiB", "--dashboard-address", "127.0.0.1:0", "--name", f"cli-worker-{i}"],
                 env=_env(), cwd=tmp_path, stdout=logs[i + 1], stderr=subprocess.STDOUT))
+        with Client(address, timeout="30s") as probe:  # workers take seconds to join on a busy machine
+            probe.wait_for_workers(2, timeout=90)
         yield address
     finally:
         _stop(procs)
