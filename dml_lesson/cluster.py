@@ -74,6 +74,14 @@ def get_client(
                     f"could not reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT}: is it running, "
                     "and is the address right? Unset DASK_SCHEDULER_ADDRESS to use a local cluster instead"
                 ) from exc
+            try:  # a scheduler started a moment ago may not have its workers yet
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                client.close()
+                raise ConnectionError(
+                    f"the Dask scheduler at {address!r} has no workers after {CONNECT_TIMEOUT}: start some "
+                    "(dask worker ADDRESS), or unset DASK_SCHEDULER_ADDRESS to use a local cluster instead"
+                ) from exc
             cluster = None
         else:
             # A LocalCluster closes a worker's nanny for good when no worker of that name is up 15 s (this

@@ -77,3 +77,19 @@ def test_a_wait_that_never_ends_becomes_a_clear_timeout_error():
         bounded("gathering the shards", release.wait, 30, timeout=1.0)
     release.set()
     assert bounded("a quick call", sum, [1, 2, 3]) == 6
+
+
+def test_a_scheduler_without_workers_gives_a_clear_error():
+    import os
+    import subprocess
+    import sys
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, host="127.0.0.1", protocol="tcp",
+                      dashboard_address="127.0.0.1:0") as empty:
+        env = {**os.environ, "DASK_SCHEDULER_ADDRESS": empty.scheduler_address}
+        code = "import dml_lesson as dml; dml.get_client()"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "ConnectionError" in out.stderr and "has no workers" in out.stderr and "dask worker" in out.stderr
