@@ -141,8 +141,8 @@ def async_sgd(
         Weights and losses after every update, and one record per gradient (node, clock, staleness, time).
     """
     X, y = check_xy(X, y, allow_dask=True)
-    lr, n_updates, w, model = _check_common(lr, n_updates, w0, X.shape[1], model)
     n_updates = check_int("n_updates", n_updates, low=1)
+    lr, n_updates, w, model = _check_common(lr, n_updates, w0, X.shape[1], model)
     seed = check_seed("seed", seed)
     if staleness_bound is not None:
         staleness_bound = check_int("staleness_bound", staleness_bound, low=0, why="or None for no bound")
@@ -204,8 +204,12 @@ def run_server(client: Client, placement: Placement, config: NodeConfig, w0: np.
             wait(loops, timeout=STOP_TIMEOUT)
             for loop in loops:
                 loop.release()
-            del server
-            server_future.release()
+            # The actor handle holds its own future to the actor's key (distributed.Actor._future), and its pending
+            # calls form reference cycles that only the garbage collector breaks: release both now, so the actor
+            # leaves its worker at the end of the run.
+            for future in (server_future, getattr(server, "_future", None)):
+                if future is not None:
+                    future.release()
     for loop in loops:  # an error in a loop (e.g. a timeout) is the run's error
         if loop.status == "error":
             loop.result()

@@ -83,6 +83,7 @@ def local_sgd(
         the rows of all ``H`` local steps, so ``epochs`` and messages per epoch are comparable with SGD.
     """
     X, y = check_xy(X, y, allow_dask=True)
+    n_rounds = check_int("n_rounds", n_rounds, low=0)
     lr, n_rounds, w, model = _check_common(lr, n_rounds, w0, X.shape[1], model)
     local_steps = check_int("local_steps", local_steps, low=1)
     seed = check_seed("seed", seed)
