@@ -47,6 +47,8 @@ def compare_figure(results: dict[str, TrainingResult], floor: float | None = Non
     plot_losses(ax_t, results, x="time", floor=floor)
     plot_against_messages(ax_m, results, floor=floor)
     ax_t.get_legend().remove()
+    ax_m.set_xscale("log")
+    ax_m.set_xlabel("messages exchanged (log scale)")
     ax_m.legend(fontsize=8, loc="upper right", framealpha=0.9)
     ax_t.set_title("against wall time", fontsize=10)
     ax_m.set_title("against messages", fontsize=10)

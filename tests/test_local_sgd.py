@@ -87,3 +87,18 @@ def test_bad_input_named_errors(client, data, kwargs, error, words):
     with pytest.raises(error) as info:
         local_sgd(X, y, client=client, **kwargs)
     assert words in str(info.value)
+
+
+def test_local_steps_explorer(client, data):
+    from dml_lesson import widgets_async
+
+    X, y = data
+    initial = widgets_async.local_runs(X, y, 16, "noniid", client=client)
+    e = widgets_async.local_steps_explorer(X, y, local_steps=16, layout="noniid", client=client, initial=initial)
+    assert e.redraws == 1 and "H = 16: 16 messages per epoch" in e.status.value
+    assert "H = 1 (distributed SGD): 250 messages per epoch" in e.status.value
+    before = e.png
+    e.controls["local_steps"].value = 4
+    assert e.redraws == 2 and e.png != before and "H = 4: 62 messages per epoch" in e.status.value
+    e.controls["layout"].value = "IID (contiguous)"
+    assert e.redraws == 3 and e.status.value.count("IID (contiguous)") == 1
