@@ -251,7 +251,6 @@ async def node_loop(server: Any, shard: tuple[np.ndarray, np.ndarray], config: N
         message = (node, clock, version, grad_sum.tolist(), count)  # one small pickle: cheaper than an array's frames
         reply = await asyncio.wait_for(server.push(message), CALL_TIMEOUT)
         clock += 1
-    await asyncio.sleep(0)
     return clock
 
 
@@ -263,8 +262,8 @@ class AsyncServer:
     """
 
     def __init__(self, w0: np.ndarray, lr: float, n_nodes: int, n_updates: int, bound: int | None) -> None:
-        self.w, self.lr, self.n_nodes, self.n_updates, self.bound = np.array(w0, dtype=float), lr, n_nodes, \
-            n_updates, bound
+        self.w, self.lr, self.bound = np.array(w0, dtype=float), lr, bound
+        self.n_nodes, self.n_updates = n_nodes, n_updates
         self.version = 0
         self.weights = [self.w]
         self.update_times: list[float] = []
@@ -272,7 +271,7 @@ class AsyncServer:
         self.pending: dict[int, dict[int, tuple[NodeReply, int, float]]] = {}  # clock -> node -> push
         self.joined: set[int] = set()
         self.stopped = False
-        self.limit = DIVERGENCE_FACTOR * 1e6
+        self.limit = DIVERGENCE_FACTOR * 1e6  # |w| this large: the loss has long passed the divergence bound
         self.t0 = time.perf_counter()
         self.changed: asyncio.Condition | None = None
 
