@@ -1,0 +1,411 @@
+"""The asynchronous parameter server, and its stale-synchronous middle ground (notebook 08).
+
+The synchronous server of notebooks 04-07 waits at a barrier for every node each step. Here there is no
+barrier. A Dask actor, :class:`AsyncServer`, holds ``w`` and a **version** (how many times ``w`` was
+updated). Each node runs its own loop on its worker: compute a mini-batch gradient of its shard at the ``w``
+it has, push it, and get the newest ``w`` back in the same call. The loops of one worker's nodes run in one
+long-running task, a coroutine on the worker's event loop, and talk to the actor directly (no scheduler
+round trip, no thread hand-off): that is what makes a thousand updates per second possible on two workers.
+
+While a node computes, other nodes' gradients move ``w`` on: its gradient arrives **stale**. The server
+records, for every gradient, ``staleness = server version when applied - version it was computed at``.
+
+``staleness_bound=None`` (asynchronous SGD): each gradient is applied on arrival, as its own update
+``w <- w - lr * (mean gradient of the node's batch)``, so ``n_updates`` counts gradients.
+
+``staleness_bound=s`` (stale-synchronous parallel, SSP): a node's ``t``-th gradient belongs to clock ``t``.
+The server applies a clock once every node has pushed its gradient for it, all together and in node order,
+exactly as the synchronous server combines a step (weighted mean); that is one update. A node may start clock
+``t`` only once update ``t - s`` is done, and it then reads the newest ``w``: fast nodes run up to ``s`` clocks
+ahead, and every gradient's staleness is at most ``s``. With ``s = 0`` nobody runs ahead: it *is* the
+synchronous server, bit for bit (``distributed_sgd`` with the same seed gives the same weights).
+
+Mini-batches are drawn from ``(seed, node, clock)`` as in :func:`~dml_lesson.optim.minibatch_indices`; which
+``w`` each gradient meets depends on timing, so asynchronous runs are not repeatable: tests check properties.
+The full-data loss of every recorded ``w`` is computed by the nodes after the run (one call per node), so the
+loop itself only moves ``w`` and gradients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from distributed import Client, wait
+
+from ._checks import check_int, check_seed
+from .cluster import check_client
+from .comm import serialized_nbytes
+from .faults import _SLOWDOWN
+from .layout import Layout
+from .models import Model
+from .node import NodeConfig, NodeReply, aligned
+from .optim import _check_common, check_xy, minibatch_indices
+from .result import DIVERGENCE_FACTOR, Recorder, TrainingResult
+from .server import _total, combine
+from .shards import Placement, place_shards
+
+CALL_TIMEOUT = 60.0
+"""Seconds a node waits for one answer of the server (a push, or the wait for slower nodes under a bound)."""
+RUN_TIMEOUT = 300.0
+"""Seconds the driver waits for a whole run before it stops the loops with a clear error."""
+STOP_TIMEOUT = 30.0
+POLL_SECONDS = 0.005
+"""Seconds the driver waits for the loops to end after it has told the server to stop."""
+
+
+@dataclass(frozen=True, repr=False)
+class AsyncResult(TrainingResult):
+    """A :class:`~dml_lesson.result.TrainingResult` with one record per gradient the server received.
+
+    ``weights[k]`` is ``w`` after ``k`` updates and ``losses[k]`` its full-data loss; ``step_times[k]`` is the
+    time between updates ``k`` and ``k + 1`` (server clock). The per-gradient arrays are in arrival order.
+
+    Attributes
+    ----------
+    nodes, clocks : numpy int arrays
+        Which node sent each gradient, and its clock (the node's own count of gradients, from 0).
+    versions_read : numpy int array
+        The version of ``w`` the gradient was computed at.
+    staleness : numpy int array
+        Server version when the gradient was applied minus ``versions_read``.
+    arrival_times : numpy float array
+        Seconds from the start (the moment all nodes were ready) to the gradient's arrival.
+    """
+
+    nodes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    clocks: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    versions_read: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    staleness: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    arrival_times: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def updates_per_second(self) -> float:
+        """Server updates per second of wall time, from the start to the last update."""
+        total = float(np.sum(self.step_times))
+        return self.n_steps / total if total > 0 else float("nan")
+
+    @property
+    def messages(self) -> np.ndarray:
+        """Messages (pushes and pulls) exchanged by the time of each entry of ``losses``."""
+        return np.arange(len(self.losses)) * self.params["messages_per_step"]
+
+
+def async_sgd(
+    X: Any,
+    y: Any,
+    n_nodes: int = 4,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    n_updates: int = 400,
+    staleness_bound: int | None = None,
+    seed: int = 0,
+    client: Client | None = None,
+    *,
+    w0: Any = None,
+    model: str | Model = "linear",
+    layout: str | Layout = "contiguous",
+) -> AsyncResult:
+    """Asynchronous (or stale-synchronous) SGD with a parameter server on the cluster (notebook 08).
+
+    Parameters
+    ----------
+    X, y : numpy or dask arrays
+        Features (intercept column included) and targets, as for :func:`~dml_lesson.server.distributed_sgd`.
+    n_nodes : int
+        Nodes, from 1 to the number of blocks of ``X`` (its rows, for numpy); node ``i`` runs on worker
+        ``i % n_workers``.
+    lr : float
+        Learning rate, > 0.
+    batch_size : int
+        Rows of each node's mini-batch (a smaller shard is used whole).
+    n_updates : int
+        Updates of ``w`` to make, >= 1: gradients applied (no bound) or clocks completed (with a bound).
+    staleness_bound : None or int
+        None: asynchronous SGD, every gradient applied on arrival. ``s >= 0``: stale-synchronous, no node more
+        than ``s`` clocks ahead, every staleness at most ``s``; 0 is the synchronous server.
+    seed : int
+        Seed of the mini-batches, keyed ``(seed, node, clock)``.
+    client : distributed.Client, optional
+        Defaults to :func:`~dml_lesson.cluster.get_client`.
+    w0, model, layout
+        As in :func:`~dml_lesson.server.distributed_sgd`.
+
+    Returns
+    -------
+    AsyncResult
+        Weights and losses after every update, and one record per gradient (node, clock, staleness, time).
+    """
+    X, y = check_xy(X, y, allow_dask=True)
+    n_updates = check_int("n_updates", n_updates, low=1)
+    lr, n_updates, w, model = _check_common(lr, n_updates, w0, X.shape[1], model)
+    seed = check_seed("seed", seed)
+    if staleness_bound is not None:
+        staleness_bound = check_int("staleness_bound", staleness_bound, low=0, why="or None for no bound")
+    n_blocks = X.numblocks[0] if hasattr(X, "numblocks") else len(y)
+    why = "the number of blocks of X" if hasattr(X, "numblocks") else "the number of rows"
+    n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
+    client = check_client(client)
+    placement = place_shards(client, X, y, n_nodes, layout)
+    batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why="the largest shard's rows")
+    config = NodeConfig(model, batch_size, seed, None, uuid.uuid4().hex)
+    batches = [min(batch_size, s) for s in placement.sizes]
+    history = run_server(client, placement, config, w, lr, n_updates, staleness_bound)
+    losses = node_losses(client, placement, model, history["weights"])
+    free = staleness_bound is None
+    w_msg, g_msg = serialized_nbytes((w.tolist(), 0)), serialized_nbytes((0, 0, 0, w.tolist(), batch_size))
+    per_update = 1 if free else n_nodes
+    params = {"lr": lr, "n_updates": n_updates, "n_nodes": n_nodes, "batch_size": batch_size, "seed": seed,
+              "staleness_bound": staleness_bound, "shard_sizes": placement.sizes,
+              "workers": list(placement.workers), "messages_per_step": 2 * per_update,
+              "gradients": len(history["nodes"])}
+    rows = int(round(np.mean(batches))) if free else sum(batches)
+    method = "async_sgd" if free else "ssp_sgd"
+    return _result(method, history, losses, rows, len(y), params, per_update * w_msg, per_update * g_msg)
+
+
+def run_server(client: Client, placement: Placement, config: NodeConfig, w0: np.ndarray, lr: float,
+               n_updates: int, staleness_bound: int | None) -> dict[str, np.ndarray]:
+    """Start the server actor and one loop per node, wait for ``n_updates`` updates, stop everything.
+
+    The loops always stop, also on an error or a KeyboardInterrupt in the driver: the server is told to stop,
+    every loop ends at its next call, and the actor is released. Returns the server's history.
+    """
+    workers = list(placement.workers)
+    server_future = client.submit(AsyncServer, w0, lr, placement.n_nodes, n_updates, staleness_bound,
+                                  workers=[workers[0]], allow_other_workers=True, actor=True)
+    server = server_future.result(timeout=CALL_TIMEOUT)
+    loops = []
+    for i, addr in enumerate(dict.fromkeys(workers)):  # one task per worker, running that worker's nodes
+        nodes = [n for n, a in enumerate(workers) if a == addr]
+        shards = [placement.futures[n] for n in nodes]
+        loops.append(client.submit(worker_loop, server, shards, nodes, config, key=f"async-nodes-{i}-{config.run}",
+                                   workers=[addr], allow_other_workers=True, pure=False))
+    try:
+        done, deadline = server.finished(RUN_TIMEOUT), time.monotonic() + RUN_TIMEOUT
+        while not done.done():
+            for loop in loops:
+                if loop.status == "error":
+                    loop.result()  # a node's error (e.g. a timeout) is the run's error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the asynchronous run did not finish within {RUN_TIMEOUT:.0f} s: the cluster "
+                                   "may be overloaded; restart it with dml.close_client() and rerun the cell")
+            time.sleep(POLL_SECONDS)
+        done.result(timeout=CALL_TIMEOUT)
+        history = server.history().result(timeout=CALL_TIMEOUT)
+    finally:
+        try:
+            server.stop().result(timeout=STOP_TIMEOUT)
+        finally:
+            wait(loops, timeout=STOP_TIMEOUT)
+            for loop in loops:
+                loop.release()
+            # The actor handle holds its own future to the actor's key (distributed.Actor._future), and its pending
+            # calls form reference cycles that only the garbage collector breaks: release both now, so the actor
+            # leaves its worker at the end of the run.
+            for future in (server_future, getattr(server, "_future", None)):
+                if future is not None:
+                    future.release()
+    for loop in loops:  # an error in a loop (e.g. a timeout) is the run's error
+        if loop.status == "error":
+            loop.result()
+    return history
+
+
+async def worker_loop(server: Any, shards: list[tuple[np.ndarray, np.ndarray]], nodes: list[int],
+                      config: NodeConfig) -> list[int]:
+    """The task that runs every node of one worker: a coroutine, so it runs on the worker's event loop.
+
+    Each node is an asyncio task. Its calls to the server actor are awaited on the same loop as the worker's
+    own messages: no thread hand-offs, which would cost more than the arithmetic of a small mini-batch.
+    Returns the number of gradients each node pushed.
+    """
+    return list(await asyncio.gather(*(node_loop(server, shard, config, node) for shard, node in zip(shards, nodes))))
+
+
+async def node_loop(server: Any, shard: tuple[np.ndarray, np.ndarray], config: NodeConfig, node: int) -> int:
+    """One node: compute a mini-batch gradient at the ``w`` it has, push it and get the next ``w``; repeat.
+
+    The loop ends when the server answers ``None`` (done or stopped); every call has a timeout, so a lost
+    server ends it too. A worker slowed down with :func:`~dml_lesson.faults.slow_worker` makes its nodes
+    sleep (without blocking the event loop) as a synchronous node step would.
+    """
+    X, y = aligned(shard)
+    model, seed = config.model, config.seed
+    reply = await asyncio.wait_for(server.join(node), CALL_TIMEOUT)
+    clock = 0
+    while reply is not None:
+        w, version = np.array(reply[0]), reply[1]
+        started = time.perf_counter()
+        idx = minibatch_indices(len(y), config.batch_size, seed, node, clock)
+        with np.errstate(all="ignore"):
+            grad_sum = model.sums(w, X[idx], y[idx])[1]
+        factor = _SLOWDOWN["factor"]
+        if factor > 1.0:
+            await asyncio.sleep((factor - 1.0) * (time.perf_counter() - started))
+        count = len(y) if isinstance(idx, slice) else len(idx)
+        message = (node, clock, version, grad_sum.tolist(), count)  # one small pickle: cheaper than an array's frames
+        reply = await asyncio.wait_for(server.push(message), CALL_TIMEOUT)
+        clock += 1
+    return clock
+
+
+class AsyncServer:
+    """The server as a Dask actor: ``w``, its version, and the record of every gradient received.
+
+    Its methods are coroutines, so they run on the worker's event loop one at a time (no locks needed), and
+    a node that must wait (under a staleness bound) waits without holding a thread.
+    """
+
+    def __init__(self, w0: np.ndarray, lr: float, n_nodes: int, n_updates: int, bound: int | None) -> None:
+        self.w, self.lr, self.bound = np.array(w0, dtype=float), lr, bound
+        self.n_nodes, self.n_updates = n_nodes, n_updates
+        self.version = 0
+        self.weights = [self.w]
+        self.update_times: list[float] = []
+        self.records: list[tuple[int, int, int, int, float]] = []  # node, clock, version read, staleness, time
+        self.pending: dict[int, dict[int, tuple[NodeReply, int, float]]] = {}  # clock -> node -> push
+        self.joined: set[int] = set()
+        self.stopped = False
+        self.limit = DIVERGENCE_FACTOR * 1e6  # |w| this large: the loss has long passed the divergence bound
+        self.t0 = time.perf_counter()
+        self.changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self.changed is None:  # made on the worker's event loop, where the methods run
+            self.changed = asyncio.Condition()
+        return self.changed
+
+    async def _wait(self, predicate: Any, what: str) -> None:
+        cond = self._condition()
+        async with cond:
+            try:
+                await asyncio.wait_for(cond.wait_for(lambda: self.stopped or predicate()), CALL_TIMEOUT)
+            except TimeoutError as exc:
+                raise TimeoutError(f"the server waited more than {CALL_TIMEOUT:.0f} s for {what}") from exc
+
+    async def _notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    async def join(self, node: int) -> tuple[list[float], int] | None:
+        """A node is ready: wait for all of them (so the run starts together), then hand out ``w``."""
+        self.joined.add(node)
+        if len(self.joined) == self.n_nodes:
+            self.t0 = time.perf_counter()
+            await self._notify()
+        await self._wait(lambda: len(self.joined) == self.n_nodes, "every node to start")
+        return None if self.stopped else (self.w.tolist(), self.version)
+
+    async def push(self, message: tuple[int, int, int, list[float], int]) -> tuple[list[float], int] | None:
+        """Take a node's gradient ``(node, clock, version read, gradient sum, rows)`` and return the ``w`` it
+        should use next and its version (``None``: stop). Vectors travel as lists of floats (exact)."""
+        if self.stopped:
+            return None
+        node, clock, version, grad_sum, count = message
+        grad_sum = np.array(grad_sum)
+        now = time.perf_counter() - self.t0
+        if self.bound is None:
+            self.records.append((node, clock, version, self.version - version, now))
+            with np.errstate(all="ignore"):
+                self._update(self.w - self.lr * (grad_sum / count), now)
+            if self.stopped:
+                await self._notify()
+                return None
+            return self.w.tolist(), self.version
+        self.pending.setdefault(clock, {})[node] = (NodeReply(grad_sum, count, 0.0), version, now)
+        while len(self.pending.get(self.version, ())) == self.n_nodes and not self.stopped:
+            self._commit(now)
+        await self._notify()
+        await self._wait(lambda: self.version >= clock + 1 - self.bound, f"update {clock + 1 - self.bound}")
+        return None if self.stopped else (self.w.tolist(), self.version)
+
+    def _commit(self, now: float) -> None:
+        """Apply one clock: every node's gradient, combined in node order as the synchronous server does."""
+        pushes = self.pending.pop(self.version)
+        for node in sorted(pushes):
+            _, version, arrived = pushes[node]
+            self.records.append((node, self.version, version, self.version - version, arrived))
+        with np.errstate(all="ignore"):
+            self._update(self.w - self.lr * combine([pushes[n][0] for n in sorted(pushes)]), now)
+
+    def _update(self, w: np.ndarray, now: float) -> None:
+        self.w, self.version = w, self.version + 1
+        self.weights.append(w)
+        self.update_times.append(now)
+        if self.version >= self.n_updates or not np.all(np.isfinite(w)) or np.abs(w).max() > self.limit:
+            self.stopped = True  # done, or diverged: the losses computed afterwards say which
+
+    async def finished(self, timeout: float) -> bool:
+        """Wait until the run is over (all updates made, diverged, or stopped)."""
+        cond = self._condition()
+        async with cond:
+            try:
+                await asyncio.wait_for(cond.wait_for(lambda: self.stopped), timeout)
+            except TimeoutError as exc:
+                raise TimeoutError(f"the run did not finish within {timeout:.0f} s") from exc
+        return True
+
+    async def progress(self) -> dict[str, Any]:
+        """Nodes ready, updates made, gradients received, and whether the run is over."""
+        return {"joined": len(self.joined), "version": self.version, "gradients": len(self.records),
+                "stopped": self.stopped}
+
+    async def stop(self) -> None:
+        """End the run: every waiting or pushing node gets ``None`` and leaves its loop."""
+        self.stopped = True
+        await self._notify()
+
+    async def history(self) -> dict[str, np.ndarray]:
+        """Everything recorded: weights after each update, update times, and one row per gradient."""
+        rec = np.array(self.records, dtype=float).reshape(-1, 5)
+        ints = rec[:, :4].astype(np.int64)
+        return {"weights": np.array(self.weights), "update_times": np.array(self.update_times),
+                "nodes": ints[:, 0], "clocks": ints[:, 1], "versions_read": ints[:, 2], "staleness": ints[:, 3],
+                "arrival_times": rec[:, 4]}
+
+
+def node_losses(client: Client, placement: Placement, model: Model, weights: np.ndarray) -> np.ndarray:
+    """Full-data loss of each row of ``weights``: each node sums its shard's losses, added in node order."""
+    futures = [client.submit(_loss_sums, shard, model, weights, workers=[addr], allow_other_workers=True,
+                             pure=False)
+               for shard, addr in zip(placement.futures, placement.workers)]
+    try:
+        sums = client.gather(futures, errors="raise") if not wait(futures, timeout=RUN_TIMEOUT).not_done else None
+    finally:
+        for f in futures:
+            f.release()
+    if sums is None:
+        raise TimeoutError(f"the nodes did not compute the losses within {RUN_TIMEOUT:.0f} s")
+    return _total(sums) / placement.n_rows
+
+
+def _loss_sums(shard: tuple[np.ndarray, np.ndarray], model: Model, weights: np.ndarray) -> np.ndarray:
+    """The shard's loss sum for each row of ``weights`` (the same sums a synchronous node returns)."""
+    X, y = aligned(shard)
+    with np.errstate(all="ignore"):
+        return np.array([model.loss_sum(w, X, y) for w in weights])
+
+
+def _result(method: str, history: dict[str, np.ndarray], losses: np.ndarray, rows: int, n_rows: int,
+            params: dict, sent: int, received: int) -> AsyncResult:
+    """Build the record: losses decide divergence (as everywhere in the course), the server's clock the times."""
+    rec = Recorder(method, history["weights"].shape[1], rows, n_rows, params)
+    for w, loss in zip(history["weights"], losses):
+        if not rec.record(w, loss):
+            break
+    base = rec.result()
+    k = base.n_steps
+    times = np.concatenate([[0.0], history["update_times"]])[: k + 1]
+    keep = history["staleness"] >= 0
+    extra = {name: history[name][keep] for name in ("nodes", "clocks", "versions_read", "staleness", "arrival_times")}
+    values = {f.name: getattr(base, f.name) for f in fields(TrainingResult)}
+    values.update(step_times=np.diff(times), bytes_sent=np.full(k, sent, dtype=np.int64),
+                  bytes_received=np.full(k, received, dtype=np.int64))
+    return AsyncResult(**values, **extra)
+
