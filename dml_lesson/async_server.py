@@ -40,7 +40,7 @@ from distributed import Client, wait
 from ._checks import check_int, check_seed
 from .cluster import check_client
 from .comm import serialized_nbytes
-from .faults import _SLOWDOWN
+from .faults import slowdown
 from .layout import Layout
 from .models import Model
 from .node import NodeConfig, NodeReply, aligned
@@ -244,7 +244,7 @@ async def node_loop(server: Any, shard: tuple[np.ndarray, np.ndarray], config: N
         idx = minibatch_indices(len(y), config.batch_size, seed, node, clock)
         with np.errstate(all="ignore"):
             grad_sum = model.sums(w, X[idx], y[idx])[1]
-        factor = _SLOWDOWN["factor"]
+        factor = slowdown()
         if factor > 1.0:
             await asyncio.sleep((factor - 1.0) * (time.perf_counter() - started))
         count = len(y) if isinstance(idx, slice) else len(idx)

@@ -83,9 +83,14 @@ def _set_slowdown(factor: float) -> None:
     _SLOWDOWN["factor"] = factor
 
 
+def slowdown() -> float:
+    """This worker's slowdown factor set by :func:`slow_worker` (1: full speed)."""
+    return _SLOWDOWN["factor"]
+
+
 def slowed_down() -> bool:
     """True on a worker that :func:`slow_worker` has slowed down."""
-    return _SLOWDOWN["factor"] > 1.0
+    return slowdown() > 1.0
 
 
 def straggle(started: float) -> None:
