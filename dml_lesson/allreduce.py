@@ -159,10 +159,10 @@ def submit_ring(client: Client, placement: Placement, config: NodeConfig, w: np.
         for i, shard in enumerate(placement.futures)
     ]
     routes: dict[str, tuple[int, int]] = {}
-    futures = list(replies)
     # sending[i]: the future node i sends in the current round (its key names the message)
     sending = [client.submit(_first_piece, replies[i], aggregate, d, n, i, key=f"ring-rs-{tag}-0-{i}",
                              workers=[addr[i]], **where) for i in range(n)]
+    futures = replies + sending
     held: dict[int, dict[int, Any]] = {i: {} for i in range(n)}
     for hop_round in _rounds(ring_schedule(n)):
         nxt: list[Any] = [None] * n
@@ -240,3 +240,139 @@ def ring_message_values(n_nodes: int, n_values: int) -> int:
     """Values sent by all nodes together in one ring all-reduce of ``n_values`` values (pieces as cut)."""
     sizes = [len(p) for p in np.array_split(np.zeros(n_values), n_nodes)]
     return sum(sizes[h.piece] for h in ring_schedule(n_nodes))
+
+
+SERVER = -1
+"""The server's endpoint number in :class:`ByteReport` (nodes are 0 .. N-1)."""
+
+
+def submit_server(client: Client, placement: Placement, config: NodeConfig, w: np.ndarray, step: int,
+                  tag: str) -> RingStep:
+    """The parameter server's step as Dask tasks, to measure its transfers: the server lives on node 0's worker,
+    sends one copy of ``w`` to each node, receives each node's ``d + 2`` values and adds them in node order."""
+    addr, home = placement.workers, placement.workers[0]
+    where = {"allow_other_workers": True, "pure": False}
+    routes: dict[str, tuple[int, int]] = {}
+    vectors = []
+    for i, shard in enumerate(placement.futures):
+        w_i = client.submit(_keep, w, key=f"ps-w-{tag}-{i}", workers=[home], **where)
+        reply = client.submit(node_step, shard, config, i, w_i, step, True, key=f"ps-grad-{tag}-{i}",
+                              workers=[addr[i]], **where)
+        vec = client.submit(node_vector, reply, "mean", len(w), key=f"ps-vec-{tag}-{i}", workers=[addr[i]], **where)
+        routes[w_i.key], routes[vec.key] = (SERVER, i), (i, SERVER)
+        vectors += [w_i, reply, vec]
+    total = client.submit(_add_all, *vectors[2::3], key=f"ps-total-{tag}", workers=[home], **where)
+    return RingStep(total, vectors + [total], routes)
+
+
+def _add_all(*vectors: np.ndarray) -> np.ndarray:
+    total = vectors[0]
+    for v in vectors[1:]:
+        total = total + v
+    return total
+
+
+@dataclass(frozen=True)
+class ByteReport:
+    """Bytes per step that each endpoint (node ``0 .. N-1``, or :data:`SERVER`) sent and received.
+
+    ``measured_*``: from the workers' transfer logs (what Dask moved between worker processes, averaged over the
+    steps); ``expected_*``: the algorithm's messages between nodes on different workers (messages between nodes
+    on the same worker move nothing); ``textbook_*``: every message counted, as on a cluster with one machine per
+    node. Payloads only: Dask's headers are not in its logs.
+    """
+
+    topology: str
+    n_nodes: int
+    n_values: int
+    n_steps: int
+    workers: tuple[str, ...]
+    measured_sent: dict[int, float]
+    measured_received: dict[int, float]
+    expected_sent: dict[int, int]
+    expected_received: dict[int, int]
+    textbook_sent: dict[int, int]
+    textbook_received: dict[int, int]
+    worker_bytes: dict[str, float]
+
+    @property
+    def busiest(self) -> int:
+        """The endpoint with the most textbook traffic (the server, in the server topology)."""
+        return max(self.textbook_sent, key=lambda e: self.textbook_sent[e] + self.textbook_received[e])
+
+
+def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topology: str, n_steps: int = 2,
+                  seed: int = 0) -> ByteReport:
+    """Run ``n_steps`` steps of ``topology`` as Dask tasks and count, from the workers' transfer logs, the
+    bytes each node (and the server) sent and received per step (notebook 11).
+
+    The gradient, row count and loss sum travel together (``d + 2`` values). ``w`` is random (seeded): the
+    bytes do not depend on it.
+    """
+    topology = check_choice("topology", topology, TOPOLOGIES)
+    n_steps = check_int("n_steps", n_steps, low=1, high=50)
+    d = placement.n_weights
+    w = np.random.default_rng([seed, 11]).normal(size=d)
+    client.run(_clear_logs)
+    routes: dict[str, tuple[int, int]] = {}
+    for step in range(n_steps):
+        tag = f"bytes-{uuid.uuid4().hex}"
+        graph = (submit_ring(client, placement, config, w, step, True, "mean", tag) if topology == "ring"
+                 else submit_server(client, placement, config, w, step, tag))
+        wait(graph.futures, timeout=STEP_TIMEOUT)
+        graph.result.result(timeout=STEP_TIMEOUT)
+        routes.update(graph.routes)
+    logs = client.run(_incoming_logs)
+    sent: dict[int, float] = {}
+    received: dict[int, float] = {}
+    per_worker: dict[str, float] = {a: 0.0 for a in placement.workers}
+    for receiver_worker, entries in logs.items():
+        for entry in entries:
+            for key, nbytes in entry["keys"].items():
+                if key in routes:
+                    src, dst = routes[key]
+                    sent[src] = sent.get(src, 0.0) + nbytes / n_steps
+                    received[dst] = received.get(dst, 0.0) + nbytes / n_steps
+                    per_worker[receiver_worker] = per_worker.get(receiver_worker, 0.0) + nbytes / n_steps
+                    per_worker[entry["who"]] = per_worker.get(entry["who"], 0.0) + nbytes / n_steps
+    expected, textbook = expected_bytes(topology, placement.workers, d)
+    ends = sorted(textbook[0])
+    return ByteReport(topology, placement.n_nodes, d + 2, n_steps, tuple(placement.workers),
+                      {e: sent.get(e, 0.0) for e in ends}, {e: received.get(e, 0.0) for e in ends},
+                      *expected, *textbook, per_worker)
+
+
+def expected_bytes(topology: str, workers: list[str] | tuple[str, ...], n_weights: int,
+                   itemsize: int = 8) -> tuple[tuple[dict[int, int], dict[int, int]], tuple[dict[int, int], ...]]:
+    """Per-endpoint bytes of one step, ``((sent, received) between workers, (sent, received) textbook)``.
+
+    ``workers[i]`` is node ``i``'s worker; the server lives on node 0's worker. The server sends ``w``
+    (``n_weights`` values) to each node and receives ``n_weights + 2`` values (gradient, count, loss) from each;
+    the ring all-reduces those ``n_weights + 2`` values.
+    """
+    n, n_values = len(workers), n_weights + 2
+    if topology == "ring":
+        sizes = [len(p) for p in np.array_split(np.zeros(n_values), n)]
+        messages = [(h.sender, h.receiver, sizes[h.piece]) for h in ring_schedule(n)]
+        where = dict(enumerate(workers))
+    else:
+        messages = [m for i in range(n) for m in ((SERVER, i, n_weights), (i, SERVER, n_values))]
+        where = {SERVER: workers[0], **dict(enumerate(workers))}
+    ends = sorted(where)
+    result = []
+    for crossing in (True, False):
+        sent, received = dict.fromkeys(ends, 0), dict.fromkeys(ends, 0)
+        for src, dst, values in messages:
+            if where[src] != where[dst] or not crossing:
+                sent[src] += values * itemsize
+                received[dst] += values * itemsize
+        result.append((sent, received))
+    return result[0], result[1]
+
+
+def _clear_logs(dask_worker: Any) -> None:
+    dask_worker.transfer_incoming_log.clear()
+
+
+def _incoming_logs(dask_worker: Any) -> list[dict]:
+    return [{"keys": dict(e["keys"]), "who": e["who"]} for e in dask_worker.transfer_incoming_log]
