@@ -88,3 +88,46 @@ def test_calibration_measures_positive_finite_costs(client):
     values = [cal.compute_per_value, cal.direct.latency, cal.direct.bandwidth, cal.hop.latency, cal.hop.bandwidth]
     assert all(np.isfinite(v) and v > 0 for v in values)
     assert cal.cores == 2
+
+
+def test_topology_frames_end_with_every_piece_summed_everywhere():
+    from dml_lesson.plots_scaling import topology_frames
+
+    for topology, n in [("ring", 2), ("ring", 5), ("server", 4)]:
+        frames = topology_frames(topology, n)
+        assert len(frames) == (2 * n - 1 if topology == "ring" else 3)
+        assert all(p == {i} for i, node in enumerate(frames[0]["held"]) for p in node)
+        assert all(p == set(range(n)) for node in frames[-1]["held"] for p in node)
+
+
+def test_topology_explorer_steps_through_the_frames():
+    from dml_lesson.widgets_scaling import topology_explorer
+
+    e = topology_explorer("ring", 3)
+    e.controls["frame"].value = 2
+    assert "reduce-scatter, round 2 of 2" in e.status.value
+    e.controls["frame"].value = 14  # past the last frame: the last one
+    assert "frame 4 of 4: all-gather, round 2 of 2" in e.status.value
+    e.controls["topology"].value = "server"
+    assert "frame 2 of 2" in e.status.value and e.png.startswith(b"\x89PNG")
+
+
+def test_scaling_explorer_presets_custom_links_and_the_rule():
+    from dml_lesson.widgets_scaling import scaling_explorer
+
+    cal = Calibration(1e-9, Network("d", 5e-4, 1.5e9), Network("h", 6e-3, 7e8), cores=2)
+    measured = {"n_rows": 200_000, "n_weights": 100, "server": {1: 0.02, 2: 0.01}, "ring": {1: 0.04, 2: 0.05}}
+    e = scaling_explorer(cal, measured)
+    assert e.redraws == 1 and "N = 64" in e.status.value
+    e.controls["network"].value = DATACENTER_100G.name
+    assert e.redraws == 2  # one redraw, although both link sliders moved
+    assert e.controls["gbps"].value == pytest.approx(100.0) and e.controls["latency_us"].value == pytest.approx(5.0)
+    e.controls["latency_us"].value = 1000.0
+    assert e.controls["network"].value == "custom" and e.redraws == 3
+    e.controls["rows"].value = 1e3  # a tiny dataset: one machine wins everywhere
+    assert "stay on one machine" in e.status.value and "distribute;" not in e.status.value
+    e.controls["rows"].value = 1e9
+    e.controls["nodes"].value = 16
+    assert "N = 16" in e.status.value and "stay on one machine" not in e.status.value
+    e.controls["network"].value = "this laptop (measured)"
+    assert e.controls["latency_us"].value == pytest.approx(500.0)
