@@ -17,25 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
 import dml_lesson as dml
-from dml_lesson.costmodel import calibrate, local_step_time
+from dml_lesson.costmodel import calibrate, local_step_time, measure_steps, model_errors
 
 SIZES = [(20_000, 50), (200_000, 100)]
 NODES = [1, 2, 4]
 TOLERANCE = 0.5
 """The stated tolerance: the model is meant to be within 50% of a measured step on a quiet machine."""
-
-
-def measure(X, y, n_nodes: int, topology: str, n_steps: int, client) -> float:
-    """Median seconds per step of a short distributed_gd run, after a warm-up run (shards, actors)."""
-    kw = dict(n_nodes=n_nodes, lr=0.01, client=client, topology=topology)
-    dml.distributed_gd(X, y, n_steps=2, **kw)
-    time.sleep(0.2)
-    return float(np.median(dml.distributed_gd(X, y, n_steps=n_steps, **kw).step_times))
 
 
 def main() -> int:
@@ -52,13 +43,12 @@ def main() -> int:
     errors = []
     for n_rows, d in SIZES:
         X, y, _ = dml.make_regression(n_rows, d - 1, seed=0, block_size=n_rows // 16)
-        for n in NODES:
-            for topology in ("server", "ring"):
-                measured = measure(X, y, n, topology, args.steps, client)
-                predicted = local_step_time(cal, n_rows, d, n, topology)
-                errors.append((predicted - measured) / measured)
-                print(f"{n_rows:>8} {d:>4} {n:>2} {topology:>8} {measured * 1e3:>7.1f} ms {predicted * 1e3:>7.1f} ms"
-                      f" {errors[-1]:>+6.0%}")
+        measured = measure_steps(client, X, y, NODES, n_steps=args.steps)
+        for (topology, n), error in model_errors(cal, measured).items():
+            errors.append(error)
+            predicted = local_step_time(cal, n_rows, d, n, topology)
+            print(f"{n_rows:>8} {d:>4} {n:>2} {topology:>8} {measured[topology][n] * 1e3:>7.1f} ms"
+                  f" {predicted * 1e3:>7.1f} ms {error:>+6.0%}")
     worst = max(abs(e) for e in errors)
     print(f"\nmedian |error| {np.median(np.abs(errors)):.0%}, worst {worst:.0%} "
           f"(stated tolerance {TOLERANCE:.0%}: {'within' if worst <= TOLERANCE else 'NOT within'})")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from distributed import Client, wait
@@ -176,6 +177,34 @@ def calibrate(client: Client, n_rows: int = 100_000, n_weights: int = 50, hops: 
     direct = Network("direct call (client to actor)", float(small_call / 2), nbytes / max(big_call - small_call, 1e-6))
     hop = Network("task hop (worker to worker)", float(small_hop), nbytes / max(big_hop - small_hop, 1e-6))
     return Calibration(float(compute_per_value), direct, hop, len(workers))
+
+
+def measure_steps(client: Client, X: Any, y: Any, nodes: tuple[int, ...] = (1, 2, 4), n_steps: int = 6,
+                  settle: float = 0.2) -> dict[str, Any]:
+    """Median seconds per step of ``distributed_gd`` on this cluster, per topology and node count (notebook 11).
+
+    Each run follows a 2-step warm-up run (which builds the shards and actors). Returns ``{"n_rows",
+    "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``, what the scaling figure draws.
+    """
+    from .server import distributed_gd  # the server imports this package's allreduce; import it when needed
+
+    n_steps = check_int("n_steps", n_steps, low=1, high=1000)
+    out: dict[str, Any] = {"n_rows": int(X.shape[0]), "n_weights": int(X.shape[1]), "server": {}, "ring": {}}
+    for n in nodes:
+        for topology in TOPOLOGIES:
+            kw = dict(n_nodes=n, lr=0.01, client=client, topology=topology)
+            distributed_gd(X, y, n_steps=2, **kw)
+            time.sleep(settle)
+            out[topology][n] = float(np.median(distributed_gd(X, y, n_steps=n_steps, **kw).step_times))
+    return out
+
+
+def model_errors(cal: Calibration, measured: dict[str, Any]) -> dict[tuple[str, int], float]:
+    """Relative error ``(predicted - measured) / measured`` of :func:`local_step_time` for each measured run."""
+    return {
+        (topology, n): (local_step_time(cal, measured["n_rows"], measured["n_weights"], n, topology) - t) / t
+        for topology in TOPOLOGIES for n, t in measured[topology].items()
+    }
 
 
 class _Echo:

@@ -93,7 +93,7 @@ def _draw_frame(ax: Any, frame: dict[str, Any], n: int, k: int) -> None:
 
 def bytes_figure(reports: dict[str, ByteReport]) -> Figure:
     """Bytes per step sent and received by each endpoint: measured (bars) and textbook (black ticks)."""
-    fig = new_figure(len(reports), 1, width=9.0, height=3.2)
+    fig = new_figure(len(reports), 1, width=9.0, height=3.2, sharey=True)
     for ax, (label, r) in zip(fig.axes, reports.items()):
         ends = list(r.textbook_sent)
         names = ["server" if e == SERVER else f"node {e}" for e in ends]
