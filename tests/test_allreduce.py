@@ -131,3 +131,20 @@ def test_expected_bytes_on_one_worker_are_zero():
     (sent, received), (t_sent, _) = expected_bytes("ring", ["w0"] * 4, 10)
     assert set(sent.values()) == {0} and set(received.values()) == {0}
     assert sum(t_sent.values()) == ring_message_values(4, 12) * 8
+
+
+@pytest.mark.cluster
+def test_ring_survives_a_killed_worker_with_the_same_weights(client):
+    """Dask recomputes the lost shards and the step's tasks from their lineage: the ring needs no recovery code."""
+    from dml_lesson.cluster import restore_workers
+    from dml_lesson.faults import kill_at, wait_until_replaced
+
+    X, y = dml.make_regression(2000, 3, noise=0.1, seed=5, block_size=250)[:2]
+    kw = dict(n_nodes=4, lr=0.1, n_steps=8, client=client, topology="ring")
+    restore_workers(client)
+    reference = dml.distributed_gd(X, y, **kw)
+    fault = kill_at(3, worker=1, client=client)
+    res = dml.distributed_gd(X, y, on_step=fault, **kw)
+    assert len(fault.killed) == 1 and res.n_steps == 8
+    assert np.max(np.abs(res.weights - reference.weights)) < 1e-12
+    wait_until_replaced(fault.killed[0], 2, client, timeout=60)
