@@ -149,10 +149,15 @@ class RingStep:
 
 
 def submit_ring(client: Client, placement: Placement, config: NodeConfig, w: np.ndarray, step: int,
-                need_grad: bool, aggregate: str, tag: str) -> RingStep:
-    """Submit one step: node gradients, reduce-scatter, all-gather; node 0 assembles its copy of the total."""
+                need_grad: bool, aggregate: str, tag: str, strict: bool = False) -> RingStep:
+    """Submit one step: node gradients, reduce-scatter, all-gather; node 0 assembles its copy of the total.
+
+    Each task is pinned to its node's worker. ``strict=False`` (training) lets Dask move a task elsewhere (work
+    stealing on a busy worker, or a lost worker: the run goes on); ``strict=True`` (measuring bytes) keeps
+    every task where its node lives, so that the transfers are exactly the algorithm's.
+    """
     n, d, addr = placement.n_nodes, len(w), placement.workers
-    where = {"allow_other_workers": True, "pure": False}
+    where = {"allow_other_workers": not strict, "pure": False}
     replies = [
         client.submit(node_step, shard, config, i, w, step, need_grad, key=f"ring-grad-{tag}-{i}",
                       workers=[addr[i]], **where)
@@ -247,11 +252,11 @@ SERVER = -1
 
 
 def submit_server(client: Client, placement: Placement, config: NodeConfig, w: np.ndarray, step: int,
-                  tag: str) -> RingStep:
+                  tag: str, strict: bool = True) -> RingStep:
     """The parameter server's step as Dask tasks, to measure its transfers: the server lives on node 0's worker,
     sends one copy of ``w`` to each node, receives each node's ``d + 2`` values and adds them in node order."""
     addr, home = placement.workers, placement.workers[0]
-    where = {"allow_other_workers": True, "pure": False}
+    where = {"allow_other_workers": not strict, "pure": False}
     routes: dict[str, tuple[int, int]] = {}
     vectors = []
     for i, shard in enumerate(placement.futures):
@@ -317,8 +322,8 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
     routes: dict[str, tuple[int, int]] = {}
     for step in range(n_steps):
         tag = f"bytes-{uuid.uuid4().hex}"
-        graph = (submit_ring(client, placement, config, w, step, True, "mean", tag) if topology == "ring"
-                 else submit_server(client, placement, config, w, step, tag))
+        graph = (submit_ring(client, placement, config, w, step, True, "mean", tag, strict=True)
+                 if topology == "ring" else submit_server(client, placement, config, w, step, tag, strict=True))
         wait(graph.futures, timeout=STEP_TIMEOUT)
         graph.result.result(timeout=STEP_TIMEOUT)
         routes.update(graph.routes)
