@@ -10,6 +10,7 @@ training diverges as nodes are added.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -142,10 +143,10 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     if batch_size is not None:
         why = "the largest shard's rows"
         batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
-    place, config = lambda: place_shards(client, X, y, n_nodes, layout), NodeConfig(model, batch_size, seed, codec,
-                                                                                     uuid.uuid4().hex)
-    nodes = Resilient(client, place, config, transport) if topology == "server" else \
-        RingAllReduce(client, place, config, aggregate)
+    place = functools.partial(place_shards, client, X, y, n_nodes, layout)
+    config = NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex)
+    nodes = (Resilient(client, place, config, transport) if topology == "server"
+             else RingAllReduce(client, place, config, aggregate))
     sizes = placement.sizes if topology == "server" else [sum(placement.sizes)]  # the ring replies with totals
     rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
