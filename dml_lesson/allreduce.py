@@ -284,7 +284,8 @@ class ByteReport:
     ``measured_*``: from the workers' transfer logs (what Dask moved between worker processes, averaged over the
     steps); ``expected_*``: the algorithm's messages between nodes on different workers (messages between nodes
     on the same worker move nothing); ``textbook_*``: every message counted, as on a cluster with one machine per
-    node. Payloads only: Dask's headers are not in its logs.
+    node. Payloads only: Dask's headers are not in its logs. ``repeated``: messages a worker fetched more than
+    once (a retried transfer, rare on a very busy machine), counted once above.
     """
 
     topology: str
@@ -299,6 +300,7 @@ class ByteReport:
     textbook_sent: dict[int, int]
     textbook_received: dict[int, int]
     worker_bytes: dict[str, float]
+    repeated: int = 0
 
     @property
     def busiest(self) -> int:
@@ -331,10 +333,15 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
     sent: dict[int, float] = {}
     received: dict[int, float] = {}
     per_worker: dict[str, float] = {a: 0.0 for a in placement.workers}
+    arrived: set[tuple[str, str]] = set()
+    repeated = 0
     for receiver_worker, entries in logs.items():
         for entry in entries:
             for key, nbytes in entry["keys"].items():
-                if key in routes:
+                if key in routes and (receiver_worker, key) in arrived:
+                    repeated += 1  # the same message fetched again by the same worker: a retry, counted once
+                elif key in routes:
+                    arrived.add((receiver_worker, key))
                     src, dst = routes[key]
                     sent[src] = sent.get(src, 0.0) + nbytes / n_steps
                     received[dst] = received.get(dst, 0.0) + nbytes / n_steps
@@ -344,7 +351,7 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
     ends = sorted(textbook[0])
     return ByteReport(topology, placement.n_nodes, d + 2, n_steps, tuple(placement.workers),
                       {e: sent.get(e, 0.0) for e in ends}, {e: received.get(e, 0.0) for e in ends},
-                      *expected, *textbook, per_worker)
+                      *expected, *textbook, per_worker, repeated)
 
 
 def expected_bytes(topology: str, workers: list[str] | tuple[str, ...], n_weights: int,
