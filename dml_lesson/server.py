@@ -10,6 +10,7 @@ training diverges as nodes are added.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 from distributed import Client
 
 from ._checks import check_choice, check_int, check_seed
+from .allreduce import TOPOLOGIES, RingAllReduce, check_ring_options
 from .cluster import check_client
 from .codecs import decoded
 from .layout import Layout
@@ -48,6 +50,7 @@ def distributed_gd(
     on_step: Callable[[int], None] | None = None,
     codec: Any = None,
     backups: int = 0,
+    topology: str = "server",
 ) -> TrainingResult:
     """Full-batch gradient descent computed by ``n_nodes`` nodes of a parameter server (notebook 04).
 
@@ -80,6 +83,12 @@ def distributed_gd(
         drops the rest, so a straggler does not hold everybody up; a node still busy with an old step is
         not asked again until it is done. The mean is taken over the nodes that answered, and so is the
         recorded loss (an estimate); the last loss waits for every node. Runs with backups depend on timing.
+    topology : ``"server"`` or ``"ring"``
+        ``"server"``: the nodes send their gradients to the server (this process), which combines them.
+        ``"ring"``: the nodes sum them among themselves with a ring all-reduce, as Dask tasks passing pieces
+        from worker to worker (:mod:`dml_lesson.allreduce`, notebook 11); the result equals the server's to
+        rounding (the additions happen in another order). The ring always uses tasks (``transport`` is not
+        used), needs every node (``backups=0``) and sends plain gradients (``codec=None``).
     """
     return _train("distributed_gd", **locals(), batch_size=None, seed=0, schedule="constant")
 
@@ -103,6 +112,7 @@ def distributed_sgd(
     on_step: Callable[[int], None] | None = None,
     codec: Any = None,
     backups: int = 0,
+    topology: str = "server",
 ) -> TrainingResult:
     """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
 
@@ -117,11 +127,12 @@ def distributed_sgd(
 
 
 def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step, codec,
-           backups, batch_size, seed, schedule) -> TrainingResult:
+           backups, batch_size, seed, schedule, topology="server") -> TrainingResult:
     X, y = check_xy(X, y, allow_dask=True)
     lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
     aggregate = check_choice("aggregate", aggregate, AGGREGATES)
     transport = check_choice("transport", transport, TRANSPORTS)
+    topology = check_ring_options(check_choice("topology", topology, TOPOLOGIES), codec, backups)
     seed, factor = check_seed("seed", seed), make_schedule(schedule)
     n_blocks = X.numblocks[0] if isinstance(X, da.Array) else len(y)
     why = "the number of blocks of X" if isinstance(X, da.Array) else "the number of rows"
@@ -132,19 +143,22 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     if batch_size is not None:
         why = "the largest shard's rows"
         batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
-    nodes = Resilient(client, lambda: place_shards(client, X, y, n_nodes, layout),
-                      NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex), transport)
+    place = functools.partial(place_shards, client, X, y, n_nodes, layout)
+    config = NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex)
+    nodes = (Resilient(client, place, config, transport) if topology == "server"
+             else RingAllReduce(client, place, config, aggregate))
+    sizes = placement.sizes if topology == "server" else [sum(placement.sizes)]  # the ring replies with totals
     rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
               "batch_size": batch_size, "seed": seed, "transport": transport, "codec": codec, "backups": backups,
-              "shard_sizes": placement.sizes, "workers": list(placement.workers)}
+              "shard_sizes": placement.sizes, "workers": list(placement.workers), "topology": topology}
     rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
     for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
         if on_step is not None:
             on_step(step)
         need_grad = step < n_steps
         replies, sent, received = nodes.round(w, step, need_grad, n_nodes - backups if need_grad else None)
-        if not rec.record(w, _loss(replies, placement.sizes)) or not need_grad:
+        if not rec.record(w, _loss(replies, sizes)) or not need_grad:
             break
         with np.errstate(all="ignore"):
             w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate)

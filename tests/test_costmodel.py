@@ -1,0 +1,133 @@
+"""The scaling model: its formulas, the break-even rule, input checks, and a calibration that returns numbers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dml_lesson.costmodel import (
+    DATACENTER_10G,
+    DATACENTER_100G,
+    Calibration,
+    Network,
+    break_even_rows,
+    calibrate,
+    comm_time,
+    compute_time,
+    local_step_time,
+    predict_step_time,
+    speedup,
+)
+
+NET = Network("test", latency=1e-4, bandwidth=1e9)
+
+
+def test_comm_formulas():
+    d, n = 998, 8  # 1,000 values travel
+    assert comm_time(d, n, "server", NET) == pytest.approx(2 * n * (1e-4 + 8000 / 1e9))
+    assert comm_time(d, n, "ring", NET) == pytest.approx(2 * (n - 1) * (1e-4 + 8000 / (n * 1e9)))
+    assert comm_time(d, 1, "ring", NET) == 0.0
+    # bandwidth-bound: the server's link is busy N * N / (N - 1) times as long as each ring node's link
+    fat = Network("fat", 0.0, 1e9)
+    assert comm_time(10**7, 64, "server", fat) / comm_time(10**7, 64, "ring", fat) == pytest.approx(64 * 64 / 63)
+
+
+def test_compute_shares_cores():
+    c = 1e-9
+    assert compute_time(1000, 10, 4, c) == pytest.approx(c * 1000 * 10 / 4)
+    assert compute_time(1000, 10, 4, c, cores=2) == pytest.approx(c * 1000 * 10 / 2)  # 2 nodes per core
+    assert compute_time(1000, 10, 1, c, cores=2) == pytest.approx(c * 1000 * 10)
+
+
+def test_speedup_and_break_even_agree_with_the_rule():
+    c, d = 1e-9, 1000
+    for net in (DATACENTER_10G, DATACENTER_100G):
+        for topology in ("server", "ring"):
+            for n in (2, 16, 256):
+                rows = break_even_rows(d, n, topology, net, c)
+                # at the break-even size the distributed step takes exactly as long as one machine
+                assert speedup(int(round(rows * 100)), d, n, topology, net, c)[0] > 1.0
+                assert speedup(max(int(rows / 100), 1), d, n, topology, net, c)[0] < 1.0
+                single = c * rows * d
+                assert predict_step_time(10**6, d, n, topology, net, c)[0] > 0
+                assert single * (1 - 1 / n) == pytest.approx(comm_time(d, n, topology, net))
+    assert math.isinf(break_even_rows(d, 1, "ring", NET, c))
+
+
+def test_speedup_has_a_best_node_count_for_a_fixed_problem():
+    nodes = 2 ** np.arange(11)
+    s = speedup(10**6, 100, nodes, "ring", DATACENTER_10G, 1e-9)
+    best = int(np.argmax(s))
+    assert 0 < best < len(nodes) - 1  # rising, then falling as latency takes over
+    assert s[0] == pytest.approx(1.0)  # one ring node: no communication, the single machine
+
+
+def test_local_model_adds_fixed_hops_to_the_ring():
+    cal = Calibration(1e-9, Network("d", 1e-3, 1e9), Network("h", 5e-3, 5e8), cores=2)
+    assert local_step_time(cal, 1000, 10, 1, "ring") == pytest.approx(1e-5 + 3 * (5e-3 + 96 / 5e8))
+    assert local_step_time(cal, 1000, 10, 2, "server") == pytest.approx(5e-6 + 4 * (1e-3 + 96 / 1e9))
+    assert cal.laptop.latency == 1e-3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_nodes=0), "n_nodes"), (dict(topology="tree"), "topology"), (dict(n_rows=0), "n_rows"),
+    (dict(compute_per_value=-1.0), "compute_per_value"),
+])
+def test_bad_input_is_named(kwargs, match):
+    args = dict(n_rows=100, n_weights=10, n_nodes=2, topology="ring", network=NET, compute_per_value=1e-9)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        predict_step_time(**args)
+    with pytest.raises(ValueError, match="bandwidth"):
+        Network("x", 1e-3, 0.0)
+
+
+@pytest.mark.cluster
+def test_calibration_measures_positive_finite_costs(client):
+    cal = calibrate(client, n_rows=5000, n_weights=20, hops=6, repeats=2)
+    values = [cal.compute_per_value, cal.direct.latency, cal.direct.bandwidth, cal.hop.latency, cal.hop.bandwidth]
+    assert all(np.isfinite(v) and v > 0 for v in values)
+    assert cal.cores == 2
+
+
+def test_topology_frames_end_with_every_piece_summed_everywhere():
+    from dml_lesson.plots_scaling import topology_frames
+
+    for topology, n in [("ring", 2), ("ring", 5), ("server", 4)]:
+        frames = topology_frames(topology, n)
+        assert len(frames) == (2 * n - 1 if topology == "ring" else 3)
+        assert all(p == {i} for i, node in enumerate(frames[0]["held"]) for p in node)
+        assert all(p == set(range(n)) for node in frames[-1]["held"] for p in node)
+
+
+def test_topology_explorer_steps_through_the_frames():
+    from dml_lesson.widgets_scaling import topology_explorer
+
+    e = topology_explorer("ring", 3)
+    e.controls["frame"].value = 2
+    assert "reduce-scatter, round 2 of 2" in e.status.value
+    e.controls["frame"].value = 14  # past the last frame: the last one
+    assert "frame 4 of 4: all-gather, round 2 of 2" in e.status.value
+    e.controls["topology"].value = "server"
+    assert "frame 2 of 2" in e.status.value and e.png.startswith(b"\x89PNG")
+
+
+def test_scaling_explorer_presets_custom_links_and_the_rule():
+    from dml_lesson.widgets_scaling import scaling_explorer
+
+    cal = Calibration(1e-9, Network("d", 5e-4, 1.5e9), Network("h", 6e-3, 7e8), cores=2)
+    measured = {"n_rows": 200_000, "n_weights": 100, "server": {1: 0.02, 2: 0.01}, "ring": {1: 0.04, 2: 0.05}}
+    e = scaling_explorer(cal, measured)
+    assert e.redraws == 1 and "N = 64" in e.status.value
+    e.controls["network"].value = DATACENTER_100G.name
+    assert e.redraws == 2  # one redraw, although both link sliders moved
+    assert e.controls["gbps"].value == pytest.approx(100.0) and e.controls["latency_us"].value == pytest.approx(5.0)
+    e.controls["latency_us"].value = 1000.0
+    assert e.controls["network"].value == "custom" and e.redraws == 3
+    e.controls["rows"].value = 1e3  # a tiny dataset: one machine wins everywhere
+    assert "stay on one machine" in e.status.value and "distribute;" not in e.status.value
+    e.controls["rows"].value = 1e9
+    e.controls["nodes"].value = 16
+    assert "N = 16" in e.status.value and "stay on one machine" not in e.status.value
+    e.controls["network"].value = "this laptop (measured)"
+    assert e.controls["latency_us"].value == pytest.approx(500.0)
