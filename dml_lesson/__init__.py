@@ -4,6 +4,7 @@ distributed SGD on a real Dask cluster".
 Notebooks import it as ``import dml_lesson as dml`` and call the names below.
 """
 
+from .async_server import AsyncResult, async_sgd
 from .cluster import (
     PeakMemory,
     close_client,
@@ -15,7 +16,9 @@ from .cluster import (
 )
 from .comm import formula_nbytes, serialized_nbytes
 from .data import Dataset, lineage, make_classification, make_regression, to_numpy
+from .dp import dp_sgd, privacy_budget
 from .layout import LAYOUTS, Layout, assign_rows, node_of_rows
+from .local_sgd import local_sgd
 from .models import LINEAR, LOGISTIC, Model, lipschitz_constant, mse, mse_gradient, sigmoid
 from .node import NodeConfig, NodeReply, node_step
 from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay
@@ -26,6 +29,7 @@ from .shards import gather_rows, place_shards
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncResult", "async_sgd", "dp_sgd", "local_sgd", "privacy_budget",
     "NodeConfig", "NodeReply", "PeakMemory", "gather_rows", "lineage", "node_step", "place_shards",
     "LAYOUTS", "LINEAR", "LOGISTIC", "Dataset", "Layout", "Model", "TrainingResult", "assign_rows",
     "close_client", "combine", "dashboard_link", "distributed_gd", "distributed_sgd", "formula_nbytes",

@@ -36,7 +36,8 @@ class TrainingResult:
         Wall time of each step in seconds (pull, gradient, push, update).
     bytes_sent, bytes_received : numpy arrays, shape (k,)
         Bytes the server sent to and received from the nodes in each step, as serialized by Dask
-        (zeros for single-machine runs).
+        (zeros for single-machine runs). With ``topology="ring"`` there is no server: the ring's total
+        message payload per step (see :class:`~dml_lesson.allreduce.RingAllReduce`).
     rows_per_step : int
         Rows whose gradient one step uses (the global batch).
     n_rows : int
