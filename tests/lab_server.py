@@ -32,9 +32,11 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 # JupyterLab settings for the test: every cell in the DOM (the default windowing leaves cells that are out of view
-# unrendered, so their widgets and prompts could not be checked) and no news or update pop-up over the page.
+# unrendered, so their widgets and prompts could not be checked), the notebook's kernel started without asking
+# (else a "Select Kernel" dialog can cover the page) and no news or update pop-up over the page.
 LAB_SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
+                                                                  "autoStartDefaultKernel": True},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
                                                                        "checkForUpdates": False},
 }
@@ -78,8 +80,13 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}"
 
     def notebook_url(self, name: str) -> str:
-        """The JupyterLab address that opens ``notebooks/<name>``, token included."""
-        return f"{self.base_url}/lab/tree/notebooks/{name}?token={self.token}"
+        """The JupyterLab address that opens ``notebooks/<name>``, token included.
+
+        Each notebook gets its own workspace, so JupyterLab does not reopen (and restart the kernel of) the
+        notebooks opened before it.
+        """
+        workspace = Path(name).stem
+        return f"{self.base_url}/lab/workspaces/{workspace}/tree/notebooks/{name}?token={self.token}"
 
     def _prepare(self) -> dict[str, str]:
         shutil.copytree(ROOT / "notebooks", self.root / "notebooks",
@@ -174,16 +181,17 @@ class LabServer:
             return set()
 
     def shutdown_kernels(self, timeout: float = 30.0) -> list[str]:
-        """Shut every kernel down through the REST API and wait for its processes to end.
+        """Close every session and shut every kernel down through the REST API; wait for their processes to end.
 
         Returns the command lines of processes that were still alive after ``timeout`` s (they are then killed).
         """
         pids = self.kernel_pids()
-        for kernel in self.api("GET", "/api/kernels"):
-            try:
-                self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=timeout)
-            except (OSError, urllib.error.URLError):
-                pass  # the kill below still ends it
+        for kind in ("sessions", "kernels"):
+            for item in self.api("GET", f"/api/{kind}"):
+                try:
+                    self.api("DELETE", f"/api/{kind}/{item['id']}", timeout=timeout)
+                except (OSError, urllib.error.URLError):
+                    pass  # the kill below still ends its processes
         return _wait_gone([self._seen[p] for p in pids if p in self._seen], timeout)
 
     def stop(self, timeout: float = 20.0) -> list[str]:
