@@ -199,6 +199,17 @@ def test_shows_value_matches_the_readout_precision() -> None:
     assert shows_value("quantize 5 bits", "5") and shows_value("layout noniid", "noniid")
 
 
+@pytest.mark.parametrize("ci", [None, "", "0", "false", "true", "1", "yes"])
+def test_missing_browser_skips_locally_and_fails_in_ci(ci: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci in {"true", "1", "yes"} else pytest.skip.Exception
+    with pytest.raises(expected, match="no Chromium"):
+        missing("no Chromium found")
+
+
 class NotebookCheck:
     """One notebook open in one browser page: run it, then drive its explorers, collecting problems."""
 
