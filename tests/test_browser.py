@@ -5,11 +5,12 @@ slider sees training rerun. For every notebook with an explorer cell (a cell cal
 automatically, so new notebooks are covered without touching this file) the test
 
 1. opens it in a private JupyterLab (tests/lab_server.py: 127.0.0.1, free port, token, temporary copy of the
-   notebooks and temporary settings), runs all cells from the Run menu, waits for the kernel to go idle, saves it
-   and checks from the saved file that every code cell has an execution count and no cell has an error output;
+   notebooks and temporary settings), clears the committed outputs (Edit menu), runs all cells (Run menu), waits
+   for the kernel to go idle and every cell to have an execution count, saves it and checks from the saved file
+   that every code cell has an execution count and no cell has an error output;
 2. moves each slider of each explorer with the keyboard (focus the handle, ArrowRight, or ArrowLeft at the end of
    its range) and waits until the status line has been rewritten and the figure's image data changed; the status
-   must show the slider's new value;
+   must show the slider's new value (a slider labelled like "bits (quantize)" gets that menu option chosen first);
 3. pushes every learning-rate slider to the end of its range (End) and checks that the status says "diverged";
 4. picks the next option of every menu and toggles every checkbox (Space), and checks that the figure changed.
 
