@@ -61,7 +61,7 @@ def main() -> None:
             start = time.perf_counter()
             explorer.controls[name].value = value
             times.append(time.perf_counter() - start)
-            assert "error" not in explorer.status.value, explorer.status.value
+            assert "error:" not in explorer.status.value, explorer.status.value
         median, budget = float(np.median(times)), BUDGET[label[:2]]
         verdict = "within budget" if median <= budget else "OVER budget"
         print(f"{label:<22}{median:>10.3f}{max(times):>8.3f}{budget:>10.1f}  {verdict}")

@@ -142,10 +142,11 @@ def sgd_runs(X: np.ndarray, y: np.ndarray, batch_size: int, lr: float, n_epochs:
 
 def sgd_status(res: Any) -> str:
     """Status line of an SGD run: steps, epochs, final loss or divergence."""
-    b = res.params["batch_size"]
+    b, lr = res.params["batch_size"], res.params["lr"]
     if res.diverged:
-        return f"batch {b}: diverged at step {res.diverged_at}: lower the learning rate"
-    return f"batch {b}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, final loss {res.losses[-1]:.4g}"
+        return f"batch {b}, lr {lr:.3g}: diverged at step {res.diverged_at}: lower the learning rate"
+    return (f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, "
+            f"final loss {res.losses[-1]:.4g}")
 
 
 def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous", client: Any = None) -> Explorer:
@@ -165,7 +166,8 @@ def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous"
         fig = plots.layout_figure(p.rows, p.n_rows, [workers.index(a) for a in p.workers], y_values,
                                   f"{v['n_nodes']} nodes, {v['layout']} layout")
         held = sum(p.sizes)
-        status = f"shard sizes {p.sizes}: {held} rows in all, each row on exactly one node"
+        status = (f"{v['n_nodes']} nodes, {v['layout']} layout: shard sizes {p.sizes}, {held} rows in all, "
+                  "each row on exactly one node")
         return fig, status
 
     return Explorer(controls, step)
@@ -272,6 +274,14 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
     }
 
     baseline = codec_runs(X, y, {"no compression": None}, n_nodes, lr, n_steps, client)  # the same every time
+
+    def enable(change: Any = None) -> None:  # each codec's own knob is active, the other greyed out
+        codec = controls["codec"].value
+        controls["ratio"].disabled = codec not in ("top-k", "random-k")
+        controls["bits"].disabled = codec != "quantize"
+
+    controls["codec"].observe(enable, names="value")
+    enable()
 
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
         codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])

@@ -48,10 +48,7 @@ RUN_ALL_S = 150  # run all cells (the slowest notebook takes about 25 s under nb
 REDRAW_S = 60  # one slider move until its figure and status are redrawn
 # (notebook, control label) -> why its status does not show its value. Strict: once fixed, the test fails until
 # the entry is removed, so this list can only shrink.
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("02_sgd_and_minibatch", "learning rate"): "widgets.sgd_status prints batch, steps, epochs and loss, not lr",
-    ("03_data_on_a_cluster", "nodes"): "layout_explorer's status lists the shard sizes, not the node count",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 # The state of one explorer: its status text, image data and controls, read in one call inside the page.
 STATE_JS = """(root) => {

@@ -45,8 +45,9 @@ def test_lr_slider_crosses_the_stability_bound(two_weights):
 def test_batch_size_slider(two_weights):
     e = widgets.sgd_explorer(*two_weights, batch_size=16, lr=0.05)
     assert "batch 16" in e.status.value
-    assert "batch 1:" in move(e, "batch_size", 1)
-    assert "batch 1000: 3 steps" in move(e, "batch_size", 1000)
+    assert "batch 1, lr 0.05:" in move(e, "batch_size", 1)
+    assert "batch 1000, lr 0.05: 3 steps" in move(e, "batch_size", 1000)
+    assert "batch 1000, lr 0.02:" in move(e, "lr", 0.02)
     move(e, "batch_size", 16)
     assert "diverged at step" in move(e, "lr", 1.0)
 
@@ -95,8 +96,12 @@ def test_codec_widget(client):
     e = widgets.codec_explorer(X, y, n_nodes=2, lr=0.2, n_steps=20, client=client)
     assert "top-k 0.10:" in e.status.value and "of the bytes up" in e.status.value
     assert "top-k 0.10 + error feedback" in move(e, "error_feedback", True)
+    assert e.controls["bits"].disabled and not e.controls["ratio"].disabled  # top-k: the share is its knob
     assert "quantize 4 bits + error feedback" in move(e, "codec", "quantize")
+    assert not e.controls["bits"].disabled and e.controls["ratio"].disabled
     assert "quantize 2 bits" in move(e, "bits", 2)
+    move(e, "codec", "sign")
+    assert e.controls["bits"].disabled and e.controls["ratio"].disabled
 
 
 def test_straggler_widget(client):
