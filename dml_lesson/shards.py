@@ -20,7 +20,7 @@ import numpy as np
 from distributed import Client, Future, wait
 
 from ._checks import check_int
-from .cluster import bounded, worker_addresses
+from .cluster import bounded, restore_workers, worker_addresses
 from .data import to_numpy
 from .layout import Layout, as_layout, assign_rows
 
@@ -67,6 +67,12 @@ def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Lay
     """
     layout = as_layout(layout)
     workers = Placement.workers_now(client)
+    if not workers:  # workers restarting, or nannies that gave up: bring the course's cluster back first
+        try:
+            restore_workers(client, timeout=30.0)
+        except TimeoutError:
+            pass
+        workers = Placement.workers_now(client)
     if not workers:
         raise RuntimeError("the Dask cluster has no workers: restart it with dml.close_client(); dml.get_client()")
     is_dask = isinstance(X, da.Array)

@@ -124,8 +124,8 @@ def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "n
         reference[layout] = pending["H = 1 (distributed SGD)"]
     controls = {
         "local_steps": w.SelectionSlider(options=list(LOCAL_STEPS), value=local_steps, description="local steps H"),
-        "layout": w.ToggleButtons(options=list(IID_LABELS), value={v: k for k, v in IID_LABELS.items()}[layout],
-                                  description="shards"),
+        "layout": w.Dropdown(options=list(IID_LABELS), value={v: k for k, v in IID_LABELS.items()}[layout],
+                             description="shards"),
     }
 
     def step(v: dict[str, Any]) -> tuple[Figure, str]:

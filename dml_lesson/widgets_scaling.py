@@ -33,7 +33,9 @@ def topology_explorer(topology: str = "ring", n_nodes: int = 4) -> Explorer:
         frames = topology_frames(v["topology"], v["n_nodes"])
         k = min(v["frame"], len(frames) - 1)
         fig = topology_figure(v["topology"], v["n_nodes"], k, width=5.5)
-        return fig, f"frame {k} of {len(frames) - 1}: {frames[k]['title']}"
+        fig.suptitle(f"{v['topology']}, {v['n_nodes']} nodes", fontsize=9)
+        status = f"{v['topology']}, {v['n_nodes']} nodes, frame {k} of {len(frames) - 1}: {frames[k]['title']}"
+        return fig, status
 
     explorer = Explorer(controls, step)
     play = w.Play(value=0, min=0, max=MAX_FRAME, interval=900, description="play")
@@ -76,7 +78,10 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
         rows, d, n = int(round(v["rows"])), int(round(v["weights"])), v["nodes"]
         chosen = Network(v["network"], latency=v["latency_us"] * 1e-6, bandwidth=v["gbps"] * 1e9 / 8)
         fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured)
-        return fig, scaling_status(rows, d, n, chosen, calibration.compute_per_value)
+        # the sizes and the links as the sliders show them, then the rule at this point
+        shown = (f"{v['rows']:.2g} rows, d = {v['weights']:.2g}, {v['gbps']:.3g} Gb/s, "
+                 f"{v['latency_us']:.3g} µs; ")
+        return fig, shown + scaling_status(rows, d, n, chosen, calibration.compute_per_value)
 
     explorer = Explorer(controls, step)
     network_controls = [controls["network"], controls["gbps"], controls["latency_us"]]
