@@ -28,7 +28,7 @@ def messages(res: TrainingResult) -> np.ndarray:
 
 
 def plot_against_messages(ax: Any, results: dict[str, TrainingResult], floor: float | None = None) -> None:
-    """Loss curves (log scale) against the messages exchanged so far."""
+    """Loss curves against the messages exchanged so far (both axes log scale), with their legend."""
     for i, (label, res) in enumerate(results.items()):
         ax.plot(messages(res), res.losses, color=COLORS[i % len(COLORS)], label=label, linewidth=1.3)
         if res.diverged:
@@ -36,8 +36,10 @@ def plot_against_messages(ax: Any, results: dict[str, TrainingResult], floor: fl
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="best possible")
     ax.set_yscale("log")
-    ax.set_xlabel("messages exchanged (w down + replies up)")
+    ax.set_xscale("log")
+    ax.set_xlabel("messages exchanged (log scale)")
     ax.set_ylabel("full-data loss")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
 
 
 def compare_figure(results: dict[str, TrainingResult], floor: float | None = None) -> Figure:
@@ -47,9 +49,6 @@ def compare_figure(results: dict[str, TrainingResult], floor: float | None = Non
     plot_losses(ax_t, results, x="time", floor=floor)
     plot_against_messages(ax_m, results, floor=floor)
     ax_t.get_legend().remove()
-    ax_m.set_xscale("log")
-    ax_m.set_xlabel("messages exchanged (log scale)")
-    ax_m.legend(fontsize=8, loc="upper right", framealpha=0.9)
     ax_t.set_title("against wall time", fontsize=10)
     ax_m.set_title("against messages", fontsize=10)
     return fig
@@ -87,7 +86,4 @@ def local_figure(results: dict[str, TrainingResult], floor: float | None = None)
     plot_losses(ax_e, results, x="epoch", floor=floor)
     plot_against_messages(ax_m, results, floor=floor)
     ax_e.get_legend().remove()
-    ax_m.set_xscale("log")
-    ax_m.set_xlabel("messages exchanged (log scale)")
-    ax_m.legend(fontsize=8, loc="upper right", framealpha=0.9)
     return fig
