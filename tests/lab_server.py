@@ -21,9 +21,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,10 @@ LAB_SETTINGS = {
 }
 LAB_CONFIG = {
     "ServerApp": {"open_browser": False, "terminals_enabled": False},
-    "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
+    # expose_app_in_browser: window.jupyterapp, as JupyterLab's own UI tests (Galata) use it to open notebooks in
+    # the running app instead of reloading the page for each one.
+    "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+               "expose_app_in_browser": True},
     "LanguageServerManager": {"autodetect": False},
 }
 
@@ -79,14 +84,9 @@ class LabServer:
         """``http://127.0.0.1:<port>``."""
         return f"http://127.0.0.1:{self.port}"
 
-    def notebook_url(self, name: str) -> str:
-        """The JupyterLab address that opens ``notebooks/<name>``, token included.
-
-        Each notebook gets its own workspace, so JupyterLab does not reopen (and restart the kernel of) the
-        notebooks opened before it.
-        """
-        workspace = Path(name).stem
-        return f"{self.base_url}/lab/workspaces/{workspace}/tree/notebooks/{name}?token={self.token}"
+    def lab_url(self, workspace: str = "browser-test") -> str:
+        """The JupyterLab address of an empty workspace, token included (notebooks are then opened in the app)."""
+        return f"{self.base_url}/lab/workspaces/{workspace}?reset&token={self.token}"
 
     def _prepare(self) -> dict[str, str]:
         shutil.copytree(ROOT / "notebooks", self.root / "notebooks",
@@ -170,29 +170,37 @@ class LabServer:
         except psutil.Error:
             pass
 
-    def kernel_pids(self) -> set[int]:
-        """Pids of the server's running kernels and everything they started (e.g. a LocalCluster's workers)."""
-        self.remember_children()
-        if self.proc is None:
-            return set()
-        try:
-            return {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
-        except psutil.Error:
-            return set()
+    def shutdown_notebook(self, path: str, timeout: float = 30.0) -> Future[list[str]]:
+        """Close the sessions of notebook ``path`` (shutting their kernels down) through the REST API at once, and
+        wait for the kernels' processes (Dask workers included) in a thread.
 
-    def shutdown_kernels(self, timeout: float = 30.0) -> list[str]:
-        """Close every session and shut every kernel down through the REST API; wait for their processes to end.
-
-        Returns the command lines of processes that were still alive after ``timeout`` s (they are then killed).
+        Other notebooks' kernels are left alone, so several notebooks can be checked at the same time, and the
+        next one can open while this kernel winds down (about 2 s). The future's result: the command lines of
+        processes still alive after ``timeout`` s (they are then killed).
         """
-        pids = self.kernel_pids()
-        for kind in ("sessions", "kernels"):
-            for item in self.api("GET", f"/api/{kind}"):
-                try:
-                    self.api("DELETE", f"/api/{kind}/{item['id']}", timeout=timeout)
-                except (OSError, urllib.error.URLError):
-                    pass  # the kill below still ends its processes
-        return _wait_gone([self._seen[p] for p in pids if p in self._seen], timeout)
+        sessions = [s for s in self.api("GET", "/api/sessions") if s.get("path") == path]
+        procs = [p for s in sessions for p in self._kernel_processes(s["kernel"]["id"])]
+        for session in sessions:
+            try:
+                self.api("DELETE", f"/api/sessions/{session['id']}", timeout=timeout)
+            except (OSError, urllib.error.URLError):
+                pass  # the kill below still ends its processes
+        future: Future[list[str]] = Future()
+        thread = threading.Thread(target=lambda: future.set_result(_wait_gone(procs, timeout)), daemon=True)
+        thread.start()
+        return future
+
+    def _kernel_processes(self, kernel_id: str) -> list[psutil.Process]:
+        """The kernel's process (its command line names its connection file) and everything it started."""
+        self.remember_children()
+        found = []
+        for proc in list(self._seen.values()):
+            try:
+                if kernel_id in " ".join(proc.cmdline()):
+                    found += [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                pass
+        return found
 
     def stop(self, timeout: float = 20.0) -> list[str]:
         """Stop the server, then kill whatever it started that is still alive; return those command lines."""

@@ -5,9 +5,10 @@ slider sees training rerun. For every notebook with an explorer cell (a cell cal
 automatically, so new notebooks are covered without touching this file) the test
 
 1. opens it in a private JupyterLab (tests/lab_server.py: 127.0.0.1, free port, token, temporary copy of the
-   notebooks and temporary settings), clears the committed outputs (Edit menu), runs all cells (Run menu), waits
-   for the kernel to go idle and every cell to have an execution count, saves it and checks from the saved file
-   that every code cell has an execution count and no cell has an error output;
+   notebooks and temporary settings; JupyterLab is loaded once, each notebook is opened in it), clears the
+   committed outputs (Edit menu), runs all cells (Run menu), waits for the kernel to go idle and every cell to
+   have an execution count, saves it and checks from the saved file that every code cell has an execution count
+   and no cell has an error output;
 2. moves each slider of each explorer with the keyboard (focus the handle, ArrowRight, or ArrowLeft at the end of
    its range) and waits until the status line has been rewritten and the figure's image data changed; the status
    must show the slider's new value (a slider labelled like "bits (quantize)" gets that menu option chosen first);
@@ -16,7 +17,8 @@ automatically, so new notebooks are covered without touching this file) the test
 
 Screenshots of each checked state go to ``artifacts/browser/<notebook>/`` (ignored by git), with a ``checks.txt``
 listing what was checked. Without Chromium the tests skip, unless ``CI`` is set, where a missing browser fails.
-The server, its kernels (and their Dask workers) and the browser are stopped even when a check fails.
+Two notebooks are checked at a time, each in its own browser (the fixture ``checked``); the server, its kernels (and
+their Dask workers) and the browsers are stopped even when a check fails.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ VIEWPORT = {"width": 1400, "height": 1100}
 KERNEL_START_S = 60  # open the notebook until the kernel is idle
 RUN_ALL_S = 150  # run all cells (the slowest notebook takes about 25 s under nbval)
 REDRAW_S = 60  # one slider move until its figure and status are redrawn
+STREAMS = 2  # notebooks checked at the same time (see the fixture ``checked``)
+QUEUE_LOCK = threading.Lock()
 # (notebook, control label) -> why its status does not show its value. Strict: once fixed, the test fails until
 # the entry is removed, so this list can only shrink.
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
@@ -93,6 +100,9 @@ KERNEL_IDLE_JS = """() => Array.from(document.querySelectorAll('.jp-StatusBar-Te
 RUN_CLEARED_JS = """() => document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length === 0
   && Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt'))
     .every((e) => !/\\d/.test(e.textContent))"""
+# Open a document in the running JupyterLab (window.jupyterapp, exposed by the server's settings) / close them all.
+OPEN_JS = "async (path) => { await window.jupyterapp.commands.execute('docmanager:open', {path}); }"
+CLOSE_ALL_JS = "async () => { await window.jupyterapp.commands.execute('application:close-all'); }"
 CONTROL_SELECTORS = {"slider": ".noUi-handle", "dropdown": "select", "checkbox": "input[type=checkbox]"}
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 TIMING = re.compile(r"\(\d+(?:\.\d+)? s\)\s*$")
@@ -154,24 +164,6 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    """Headless Debian Chromium through Playwright, closed at the end."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("the playwright package is not installed")
-    pw = sync_playwright().start()
-    try:
-        chromium = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        pw.stop()
-
-
-@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A private JupyterLab; every process it started is gone after the module, or the teardown fails."""
     workdir = tmp_path_factory.mktemp("lab")
@@ -223,13 +215,14 @@ class NotebookCheck:
         self.problems: list[str] = []
         self.log: list[str] = []
         self.shots = 0
+        self.started = time.monotonic()
 
     def note(self, line: str) -> None:
-        self.log.append(line)
+        self.log.append(f"[{time.monotonic() - self.started:5.1f} s] {line}")
 
     def problem(self, line: str) -> None:
         self.problems.append(line)
-        self.log.append("PROBLEM: " + line)
+        self.note("PROBLEM: " + line)
 
     def shot(self, target: Any, name: str) -> None:
         self.shots += 1
@@ -249,11 +242,12 @@ class NotebookCheck:
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{menu}$")).click()
         self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).click()
 
-    def open_and_run_all(self) -> None:
+    def open_and_run_all(self, lab_page: LabPage) -> None:
         """Open the notebook, clear the committed outputs (so all that is checked comes from this run), run all."""
         page = self.page
-        page.goto(self.lab.notebook_url(f"{self.stem}.ipynb"))
+        lab_page.open(f"notebooks/{self.stem}.ipynb")
         page.wait_for_function(KERNEL_IDLE_JS, timeout=KERNEL_START_S * 1000)
+        self.note("opened: kernel idle")
         self.menu("Edit", "Clear Outputs of All Cells")
         page.wait_for_function(RUN_CLEARED_JS, timeout=10_000)
         self.menu("Run", "Run All Cells")
@@ -277,6 +271,7 @@ class NotebookCheck:
             pytest.fail(f"{self.stem}: Run All not finished after {RUN_ALL_S} s: {state}")
         self.note(f"run all cells: kernel idle after {time.monotonic() - start:.0f} s")
         self.shot(page, "after-run-all")
+        self.note("screenshot taken")
         if state["widget_errors"]:
             self.problem(f"{state['widget_errors']} output(s) say 'Error displaying widget'")
         self.check_saved_notebook()
@@ -432,23 +427,152 @@ class NotebookCheck:
         return None
 
 
-@pytest.mark.parametrize("stem", explorer_notebooks())
-def test_notebook_in_jupyterlab(stem: str, browser: Any, lab: LabServer) -> None:
-    """Run the notebook in JupyterLab and drive every control of every explorer with the keyboard."""
+class LabPage:
+    """One browser page with JupyterLab loaded once: each notebook is opened in the running app, as a learner
+    opens one from the file browser, instead of reloading JupyterLab (about 3 s) for every notebook."""
+
+    def __init__(self, browser: Any, lab: LabServer):
+        self.browser, self.lab, self.page = browser, lab, None
+        self.closing: tuple[str, Future[list[str]]] | None = None  # the last notebook's kernel, winding down
+
+    def shut_down(self, stem: str) -> None:
+        """Shut the notebook's kernel down; its processes end while the next notebook opens and runs."""
+        self.closing = (stem, self.lab.shutdown_notebook(f"notebooks/{stem}.ipynb"))
+
+    def leftovers(self) -> tuple[str, list[str]]:
+        """Wait for the last shut-down kernel: (its notebook, processes that had to be killed)."""
+        if self.closing is None:
+            return "", []
+        (stem, future), self.closing = self.closing, None
+        return stem, future.result()
+
+    def load(self) -> Any:
+        """A page with JupyterLab started and no notebook open (a new one after a failed check)."""
+        if self.page is None:
+            self.page = self.browser.new_page(viewport=VIEWPORT)
+            self.page.goto(self.lab.lab_url())
+            self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=KERNEL_START_S * 1000)
+            self.page.evaluate("async () => { await window.jupyterapp.restored; }")
+        return self.page
+
+    def open(self, path: str) -> None:
+        """Open ``path`` (relative to the server's root) in the app, as the file browser does."""
+        self.load().evaluate(OPEN_JS, path)
+
+    def close_all(self, clean: bool) -> None:
+        """Close every open document; after a failed check, throw the page away (a dialog may be left open)."""
+        if self.page is None:
+            return
+        if clean:
+            try:
+                self.page.evaluate(CLOSE_ALL_JS)
+                return
+            except Exception:  # noqa: BLE001 - the page is replaced below
+                pass
+        self.page.close()
+        self.page = None
+
+
+def check_notebook(lab_page: LabPage, lab: LabServer, stem: str) -> list[str]:
+    """Run one notebook in JupyterLab and drive every control of every explorer; return the problems found."""
     start = time.monotonic()
-    page = browser.new_page(viewport=VIEWPORT)
-    check = NotebookCheck(page, lab, stem)
+    check = NotebookCheck(lab_page.load(), lab, stem)
+    passed = False
     try:
-        check.open_and_run_all()
+        check.open_and_run_all(lab_page)
+        previous, killed = lab_page.leftovers()  # by now the last notebook's kernel is long gone
+        if killed:
+            check.problem(f"{previous}: kernel shutdown left processes that had to be killed: {killed}")
         for index in explorer_cells(NOTEBOOKS / f"{stem}.ipynb"):
             check.check_explorers(index)
+        passed = not check.problems
+    except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 - reported with the notebook, not lost
+        check.shot(check.page, "failure")
+        check.problem(f"{type(exc).__name__}: {exc}")
     finally:
         try:
-            page.close()
+            lab_page.close_all(clean=passed)
         finally:
-            killed = lab.shutdown_kernels()
-            check.note(f"{time.monotonic() - start:.0f} s in all")
+            check.note("notebook closed")
+            previous, killed = lab_page.leftovers()  # the last notebook's, if this one failed before waiting
             if killed:
-                check.problem(f"kernel shutdown left processes that had to be killed: {killed}")
+                check.problem(f"{previous}: kernel shutdown left processes that had to be killed: {killed}")
+            lab_page.shut_down(stem)
+            check.note(f"kernel asked to shut down; {time.monotonic() - start:.0f} s in all")
             check.write_log()
-    assert not check.problems, f"{stem} (screenshots in {check.folder}):\n" + "\n".join(check.problems)
+    return check.problems
+
+
+def recorded_seconds(stem: str) -> float:
+    """How long the committed notebook took to execute, from its cells' timing metadata (0 if there is none)."""
+    total = 0.0
+    for cell in json.loads((NOTEBOOKS / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]:
+        timing = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            begin, end = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            total += (end - begin).total_seconds()
+    return total
+
+
+def run_stream(chromium_path: str, lab: LabServer, queue: list[str], results: dict[str, list[str]]) -> None:
+    """One stream: its own Playwright, Chromium and page, checking notebooks from the shared queue until empty."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        lab_page = LabPage(chromium, lab)
+        try:
+            while True:
+                with QUEUE_LOCK:
+                    if not queue:
+                        break
+                    stem = queue.pop(0)
+                results[stem] = check_notebook(lab_page, lab, stem)
+        finally:
+            lab_page.close_all(clean=False)
+            stem, killed = lab_page.leftovers()
+            if killed:
+                results[stem] = [*results.get(stem, []), f"kernel shutdown left processes, killed: {killed}"]
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def checked(chromium_path: str, lab: LabServer) -> dict[str, list[str]]:
+    """Every explorer notebook checked, ``STREAMS`` at a time: {notebook: problems}.
+
+    The notebooks spend most of their time waiting on messages between the kernel and its Dask workers, not
+    computing, so two at once take about half the time of one after the other on this 2-core machine (measured:
+    04 and 05 with nbconvert, 57 s one after the other, 30 s together). Each stream has its own browser and page
+    and shuts down only its own notebook's kernel; the longest notebooks (by their committed timings) go first.
+    """
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing("the playwright package is not installed")
+    queue = sorted(explorer_notebooks(), key=recorded_seconds, reverse=True)
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            run_stream(chromium_path, lab, queue, results)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stream, name=f"browser-stream-{k}") for k in range(STREAMS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("stem", explorer_notebooks())
+def test_notebook_in_jupyterlab(stem: str, checked: dict[str, list[str]]) -> None:
+    """Run the notebook in JupyterLab and drive every control of every explorer with the keyboard."""
+    assert stem in checked, f"{stem} was not checked (a stream stopped early: see the other failures)"
+    problems = checked[stem]
+    assert not problems, f"{stem} (screenshots in {SCREENSHOTS / stem}):\n" + "\n".join(problems)
