@@ -88,9 +88,12 @@ def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40
     slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
                               step=0.02, description="learning rate", readout_format=".3f")
 
+    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
+
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
         res = gradient_descent(X, y, lr=v["lr"], n_steps=n_steps)
-        return plots.lr_figure(res, X, y, w_star, bound, lr_range), lr_status(res, bound)
+        frame[:] = [plots.lr_figure(res, X, y, w_star, bound, lr_range, into=frame[0] if frame else None)]
+        return frame[0], lr_status(res, bound)
 
     return Explorer({"lr": slider}, step)
 
@@ -123,10 +126,13 @@ def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float =
                                readout_format=".3f"),
     }
 
+    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
+
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
         results = sgd_runs(X, y, v["batch_size"], v["lr"], n_epochs, seed)
         run = results[f"SGD, batch {v['batch_size']}"]
-        return plots.sgd_figure(results, X, y, w_star), sgd_status(run)
+        frame[:] = [plots.sgd_figure(results, X, y, w_star, into=frame[0] if frame else None)]
+        return frame[0], sgd_status(run)
 
     return Explorer(controls, step)
 
@@ -180,9 +186,12 @@ def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int
     n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
     controls = {"n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes")}
 
+    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
+
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
         results = aggregate_runs(X, y, v["n_nodes"], lr, n_steps, client)
-        return plots.aggregate_figure(results, v["n_nodes"]), aggregate_status(results)
+        frame[:] = [plots.aggregate_figure(results, v["n_nodes"], into=frame[0] if frame else None)]
+        return frame[0], aggregate_status(results)
 
     return Explorer(controls, step)
 
@@ -219,9 +228,12 @@ def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size
         "scale_lr": w.Checkbox(value=scale_lr, description="scale lr with the node count"),
     }
 
+    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
+
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
         results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client)
-        return plots.dsgd_figure(results), dsgd_status(results)
+        frame[:] = [plots.dsgd_figure(results, into=frame[0] if frame else None)]
+        return frame[0], dsgd_status(results)
 
     return Explorer(controls, step)
 
@@ -283,10 +295,13 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
     controls["codec"].observe(enable, names="value")
     enable()
 
+    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
+
     def step(v: dict[str, Any]) -> tuple[Figure, str]:
         codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])
         results = {**baseline, **codec_runs(X, y, {_codec_label(v): codec}, n_nodes, lr, n_steps, client)}
-        return plots.bytes_figure(results), codec_status(results)
+        frame[:] = [plots.bytes_figure(results, into=frame[0] if frame else None)]
+        return frame[0], codec_status(results)
 
     return Explorer(controls, step)
 

@@ -91,6 +91,59 @@ def test_static_figure_equals_the_widget_at_its_defaults(two_weights):
     assert widgets.lr_explorer(X, y, lr=0.1, n_steps=40).png == static
 
 
+@pytest.mark.parametrize("lrs", [[0.5, 0.02, 0.9, 0.1], [0.9, 0.3]])
+def test_a_redrawn_lr_frame_equals_a_new_figure(two_weights, lrs):
+    """The explorer draws into its last figure (plots.recycle): pixel for pixel what a new figure shows,
+    whatever the frames before it (diverged ones included)."""
+    X, y = two_weights
+    w_star, bound = np.linalg.lstsq(X, y, rcond=None)[0], 2 / dml.lipschitz_constant(X)
+    e = widgets.lr_explorer(X, y, lr=0.1, n_steps=40)
+    first = e._step(e.values)[0]
+    for lr in lrs:
+        e.controls["lr"].value = lr
+        res = dml.gradient_descent(X, y, lr=lr, n_steps=40)
+        assert e.png == dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, bound)), lr
+    assert e._step(e.values)[0] is first  # one figure, reused
+
+
+def test_a_redrawn_sgd_frame_equals_a_new_figure(two_weights):
+    X, y = two_weights
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    fig = None
+    for b in [16, 1, 512, 4]:
+        runs = widgets.sgd_runs(X, y, b, 0.05, 2, 0)
+        fig = dml.plots.sgd_figure(runs, X, y, w_star, into=fig)
+        assert dml.plots.to_png(fig) == dml.plots.to_png(dml.plots.sgd_figure(runs, X, y, w_star)), b
+
+
+def test_redrawn_loss_frames_equal_new_figures(two_weights):
+    """Notebooks 04-06's figures drawn into the last frame: pixel for pixel new figures, diverged runs included."""
+    X, y = two_weights
+
+    def runs(lr: float, steps: int) -> dict:
+        gd = dml.gradient_descent(X, y, lr=lr, n_steps=steps)
+        return {"weighted mean": gd, "sum": dml.sgd(X, y, lr=2 * lr, batch_size=8, n_steps=steps, seed=1)}
+
+    draws = {
+        "aggregate": lambda r, into: dml.plots.aggregate_figure(r, 4, into=into),
+        "dsgd": lambda r, into: dml.plots.dsgd_figure(r, floor=0.01, into=into),
+        "bytes": lambda r, into: dml.plots.bytes_figure(r, into=into),
+    }
+    for name, draw in draws.items():
+        fig = None
+        for lr, steps in [(0.1, 40), (0.9, 60), (0.02, 10), (0.3, 40)]:
+            r = runs(lr, steps)
+            fig = draw(r, fig)
+            assert dml.plots.to_png(fig) == dml.plots.to_png(draw(r, None)), (name, lr)
+
+
+def test_a_figure_of_another_shape_is_not_recycled():
+    fig = dml.plots.new_figure(2, 1, width=10.0, height=3.4)
+    assert dml.plots.new_figure(2, 1, width=10.0, height=3.4, into=fig) is fig
+    assert dml.plots.new_figure(3, 1, width=10.0, height=3.4, into=fig) is not fig
+    assert dml.plots.new_figure(2, 1, width=9.0, height=3.4, into=fig) is not fig
+
+
 def test_codec_widget(client):
     X, y, _ = dml.make_regression(2000, 99, seed=0, block_size=250)
     e = widgets.codec_explorer(X, y, n_nodes=2, lr=0.2, n_steps=20, client=client)
