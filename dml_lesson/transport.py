@@ -8,6 +8,7 @@ dashboard's task stream (notebooks 03 and 04 use it to show where tasks ran).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from distributed import Client
+from distributed.protocol import to_serialize
 from distributed.scheduler import KilledWorker
 from distributed.utils import sync
 
@@ -168,9 +170,27 @@ class TaskTransport:
 
 
 async def _call_all(actors: list[Any], w: np.ndarray, step: int, need_grad: bool) -> list[NodeReply]:
-    """On the client's event loop: call every actor, then await the replies in node order."""
-    calls = [actor.step(w, step, need_grad) for actor in actors]
-    return [NodeReply(*(await call)) for call in calls]
+    """On the client's event loop: call every actor at once, then take the replies in node order.
+
+    Each call sends the message Dask's own actor method call sends (``actor_execute`` to the actor's worker),
+    without the future and extra event-loop hop an actor method call adds for a caller outside the loop: about
+    a fifth of a step at 1,000 rows (measured: 2.15 ms against 2.67 ms per step, 2 nodes).
+    """
+    replies = await asyncio.gather(*[_execute(actor, "step", w, step, need_grad) for actor in actors])
+    return [NodeReply(*reply) for reply in replies]
+
+
+async def _execute(actor: Any, method: str, *args: Any) -> Any:
+    """Call ``actor.method(*args)`` from the client's event loop; a worker that is gone raises ``OSError``, an
+    error in the method is raised here."""
+    rpc = getattr(actor, "_worker_rpc", None)
+    if rpc is None:  # a Dask without this attribute: the public (slower) way
+        return await getattr(actor, method)(*args)
+    answer = await rpc.actor_execute(function=method, actor=actor.key, args=[to_serialize(a) for a in args],
+                                     kwargs={})
+    if answer["status"] != "OK":
+        raise answer["exception"]
+    return answer["result"]
 
 
 def _result(call: Any, step: int) -> NodeReply:
