@@ -18,11 +18,12 @@ One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights 
   link handles its messages one after the other), so the server's cost there is ``2 N (a + b / B)``.
 
 On this machine (:func:`local_step_time`) ``N`` nodes share 2 worker processes (``cores=2``), each computing
-its nodes one after the other, and a step has a fixed cost besides its messages (the client's loop, the hop
-to the worker's compute thread, for the ring three task hops in a row). :func:`calibrate` measures ``c``;
-``a``, ``B`` and ``g`` of the two links (the server's direct calls; the ring's task hops through the
-scheduler); and the fixed cost of a one-node step of each topology, with small benchmarks separate from the
-training runs that check the model (``benchmarks/scaling.py``).
+its nodes one after the other; data larger than the processor's cache streams from memory, whose bus both
+workers share; and a step has a fixed cost besides its messages (the client's loop, the hop to the worker's
+compute thread, for the ring three task hops in a row). :func:`calibrate` measures ``c``, the cache size and
+the memory bandwidth; ``a``, ``B`` and ``g`` of the two links (the server's direct calls; the ring's task
+hops through the scheduler); and the fixed cost of a one-node step of each topology, with small benchmarks
+separate from the training runs that check the model (``benchmarks/scaling.py``).
 
 The speedup is the single machine's step time (``c * n_rows * d``, no communication) over the distributed
 step time. **The rule**: distributing over ``N`` nodes pays when the compute it saves,
@@ -51,6 +52,8 @@ FIXED_COST_SIZE = (8_000, 10)
 """Rows and weights of the small problem whose one-node steps give each topology's fixed cost per step: not
 one of ``benchmarks/scaling.py``'s sizes; 80,000 values, more than :data:`~dml_lesson.node.INLINE_CELLS`,
 so that the node computes in a thread, as it does in the checked runs."""
+SWEEP_MB = (4, 16, 64, 128)
+"""Sizes of ``X`` (MB) whose gradient :func:`calibrate` times to find the cache size and the memory bandwidth."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ class Calibration:
     and ``hop``, a task on one worker waiting for a task's result on the other (how the ring passes a piece:
     the scheduler is told, then the workers transfer). ``cores``: worker processes. ``server_fixed`` and
     ``ring_fixed``: seconds of a one-node step apart from its compute (``None``: a bare round trip ``2 a``
-    of the direct link, and three hops in a row ``3 a`` of the hop link).
+    of the direct link, and three hops in a row ``3 a`` of the hop link). ``cache_bytes``: the largest ``X``
+    whose gradient runs at about the in-cache rate ``compute_per_value``; ``memory_bandwidth``: bytes of a
+    larger ``X`` per second that the workers get through together (infinite: no memory limit).
     """
 
     compute_per_value: float
@@ -95,6 +100,8 @@ class Calibration:
     cores: int
     server_fixed: float | None = None
     ring_fixed: float | None = None
+    cache_bytes: float = math.inf
+    memory_bandwidth: float = math.inf
 
     def __post_init__(self) -> None:
         check_float("compute_per_value", self.compute_per_value, low=0.0, low_open=True)
@@ -105,6 +112,9 @@ class Calibration:
             object.__setattr__(self, "ring_fixed", 3 * self.hop.latency)
         check_float("server_fixed", self.server_fixed, low=0.0)
         check_float("ring_fixed", self.ring_fixed, low=0.0)
+        for name in ("cache_bytes", "memory_bandwidth"):
+            if getattr(self, name) != math.inf:
+                check_float(name, getattr(self, name), low=0.0, low_open=True)
 
     @property
     def laptop(self) -> Network:
@@ -126,21 +136,9 @@ def compute_time(n_rows: int, n_weights: int, n_nodes: int, compute_per_value: f
 def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network) -> float:
     """Seconds of communication in one step, one machine per node (notebook 11's extrapolation).
 
-    Parameters
-    ----------
-    n_weights : int
-        ``d``; ``d + 2`` values travel (the gradient, the row count and the loss sum).
-    n_nodes : int
-        ``N`` >= 1.
-    topology : ``"server"`` or ``"ring"``
-    network : Network
-        ``a``, ``B`` and ``g`` of each link.
-
-    Returns
-    -------
-    float
-        Server: ``2 a + (2 N - 2) g + 2 N b / B`` (``2 N (a + b / B)`` when ``g = a``); ring:
-        ``2 (N - 1) (a + b / (N B))``; with ``b = 8 (d + 2)`` bytes.
+    ``d + 2`` values travel (the gradient, the row count and the loss sum): ``b = 8 (d + 2)`` bytes. Server:
+    ``2 a + (2 N - 2) g + 2 N b / B`` (``2 N (a + b / B)`` when ``g = a``); ring: ``2 (N - 1) (a + b / (N B))``.
+    ``n_weights`` and ``n_nodes`` must be >= 1.
     """
     topology = check_choice("topology", topology, TOPOLOGIES)
     n = check_int("n_nodes", n_nodes, low=1)
@@ -186,12 +184,25 @@ def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Networ
     return comm / (compute_per_value * n_weights * (1 - 1 / n))
 
 
+def local_compute_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int) -> float:
+    """Seconds of gradient compute in one step on this machine (notebook 11, :func:`local_step_time`).
+
+    The busiest worker's nodes one after the other at the in-cache rate (:func:`compute_time` with
+    ``cal.cores``); but data of ``8 * n_rows * n_weights`` bytes beyond ``cal.cache_bytes`` streams from
+    memory, and the workers share one memory bus: then at least ``8 n d / M`` (``M`` the memory bandwidth),
+    however many nodes.
+    """
+    core = compute_time(n_rows, n_weights, n_nodes, cal.compute_per_value, cal.cores)
+    nbytes = ITEMSIZE * n_rows * n_weights
+    return core if nbytes <= cal.cache_bytes else max(core, nbytes / cal.memory_bandwidth)
+
+
 def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int, topology: str) -> float:
     """The model for this machine's own runs: ``N`` nodes on ``cal.cores`` workers (notebook 11,
     ``benchmarks/scaling.py``).
 
-    With ``C`` the compute of the busiest worker (:func:`compute_time` with ``cal.cores``), ``b = 8 (d + 2)``
-    bytes, and ``F`` the measured fixed cost of a one-node step:
+    With ``C`` the compute (:func:`local_compute_time`), ``b = 8 (d + 2)`` bytes, and ``F`` the measured fixed
+    cost of a one-node step:
 
     - server (actors): ``F_server + C + (2 N - 2) g + 2 N b / B`` with the direct link's ``g`` and ``B``.
       ``F_server`` holds the one round trip, the hop to the worker's compute thread and the client's loop;
@@ -202,25 +213,13 @@ def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int,
       ``2 N`` rounds (the gradients, the cutting, the ring rounds) ``N`` tasks go through the scheduler at
       once instead of one: ``N - 1`` extra tasks per round, ``g`` each.
 
-    Parameters
-    ----------
-    cal : Calibration
-    n_rows, n_weights : int
-        The problem's size (``n_rows >= 1``, ``n_weights >= 1``).
-    n_nodes : int
-        ``N`` >= 1.
-    topology : ``"server"`` or ``"ring"``
-
-    Returns
-    -------
-    float
-        Predicted seconds per step.
+    Returns predicted seconds per step; ``n_rows``, ``n_weights`` and ``n_nodes`` must be >= 1.
     """
     topology = check_choice("topology", topology, TOPOLOGIES)
     n_rows = check_int("n_rows", n_rows, low=1)
     n_weights = check_int("n_weights", n_weights, low=1)
     n = check_int("n_nodes", n_nodes, low=1)
-    compute = compute_time(n_rows, n_weights, n, cal.compute_per_value, cal.cores)
+    compute = local_compute_time(cal, n_rows, n_weights, n)
     nbytes = (n_weights + 2) * ITEMSIZE
     if topology == "server":
         link = cal.direct
@@ -230,12 +229,15 @@ def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int,
     return cal.ring_fixed + compute + rounds + 2 * n * (n - 1) * link.overhead
 
 
-def calibrate(client: Client, n_rows: int = 100_000, n_weights: int = 50, hops: int = 30, repeats: int = 5,
+def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: int = 30, repeats: int = 5,
               concurrent: int = 4, seed: int = 0) -> Calibration:
     """Measure this machine for :func:`local_step_time` with small benchmarks, none of them a checked run
     (notebook 11, ``benchmarks/scaling.py``). Takes a few seconds.
 
     - compute: a gradient of ``n_rows x n_weights`` timed inside a worker (the fastest of ``repeats``);
+      gradients over :data:`SWEEP_MB` MB on one worker: the cache size is the largest computed faster per
+      value than the geometric mean of the smallest's and the largest's times; the largest on every worker at
+      once gives the memory bandwidth;
     - direct link: ``1`` and ``concurrent`` calls at once to echo actors spread over the workers, issued from
       the client's event loop as the server does. ``a``: half the median single round trip; ``g``: the extra
       time of the ``concurrent`` calls over one, per extra message (two per call); ``B``: from a 4 MB call;
@@ -250,19 +252,11 @@ def calibrate(client: Client, n_rows: int = 100_000, n_weights: int = 50, hops: 
     ----------
     client : Client
     n_rows, n_weights : int
-        Size of the timed gradient (100 to 10,000,000 rows; 1 to 10,000 weights).
-    hops : int
-        Hops per chain (2 to 1,000).
-    repeats : int
-        Runs of each benchmark (1 to 20).
-    concurrent : int
-        Calls or chains in flight at once to measure ``g`` (2 to 16).
+        The timed gradient's size (100 to 10,000,000 rows; 1 to 10,000 weights).
+    hops, repeats, concurrent : int
+        Hops per chain (2 to 1,000); runs of each benchmark (1 to 20); calls or chains at once (2 to 16).
     seed : int
-        Seed of the random data.
-
-    Returns
-    -------
-    Calibration
+        Seed of the fixed-cost problem's data.
     """
     n_rows = check_int("n_rows", n_rows, low=100, high=10_000_000)
     n_weights = check_int("n_weights", n_weights, low=1, high=10_000)
@@ -270,8 +264,9 @@ def calibrate(client: Client, n_rows: int = 100_000, n_weights: int = 50, hops: 
     repeats = check_int("repeats", repeats, low=1, high=20)
     k = check_int("concurrent", concurrent, low=2, high=16)
     workers = worker_addresses(client)
-    per_value = client.submit(_time_gradient, n_rows, n_weights, repeats, seed, workers=[workers[0]], pure=False)
-    compute_per_value = float(per_value.result(timeout=CALIBRATION_TIMEOUT))
+    per_value = client.submit(_time_sums, [(n_rows, n_weights)], repeats, workers=[workers[0]], pure=False)
+    compute_per_value = float(per_value.result(timeout=CALIBRATION_TIMEOUT)[0])
+    cache_bytes, memory_bandwidth = _memory(client, workers, repeats)
     big = 512 * 1024
     echoes = [client.submit(_Echo, workers=[workers[i % len(workers)]], actor=True, pure=False) for i in range(k)]
     actors = [e.result(timeout=CALIBRATION_TIMEOUT) for e in echoes]
@@ -289,7 +284,8 @@ def calibrate(client: Client, n_rows: int = 100_000, n_weights: int = 50, hops: 
     direct = _link("direct call (client to actor)", calls, k, big * ITEMSIZE, messages=2)
     hop = _link("task hop (worker to worker)", chains, k, big * ITEMSIZE, messages=1)
     server_fixed, ring_fixed = _fixed_costs(client, compute_per_value, 2 * repeats, seed)
-    return Calibration(compute_per_value, direct, hop, len(workers), server_fixed, ring_fixed)
+    return Calibration(compute_per_value, direct, hop, len(workers), server_fixed, ring_fixed, cache_bytes,
+                       memory_bandwidth)
 
 
 def measure_steps(client: Client, X: Any, y: Any, nodes: tuple[int, ...] = (1, 2, 4), n_steps: int = 6,
@@ -357,15 +353,31 @@ def _calls(client: Client, actors: list[Any], n_values: int) -> float:
     return time.perf_counter() - start
 
 
-def _time_gradient(n_rows: int, n_weights: int, repeats: int, seed: int) -> float:
-    rng = np.random.default_rng([seed, n_rows, n_weights])
-    X, y, w = rng.normal(size=(n_rows, n_weights)), rng.normal(size=n_rows), rng.normal(size=n_weights)
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        LINEAR.sums(w, X, y)
-        times.append(time.perf_counter() - start)
-    return float(min(times[1:])) / (n_rows * n_weights)  # the fastest: least disturbed by other work
+def _time_sums(shapes: list[tuple[int, int]], repeats: int) -> list[float]:
+    """On a worker: the fastest seconds per value of a gradient over ``X`` of each shape (ones: the values do
+    not change the time); the first run of each is a warm-up."""
+    out = []
+    for rows, d in shapes:
+        X, y, w = np.ones((rows, d)), np.ones(rows), np.ones(d)
+        times = []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            LINEAR.sums(w, X, y)
+            times.append(time.perf_counter() - start)
+        out.append(min(times[1:]) / X.size)
+    return out
+
+
+def _memory(client: Client, workers: list[str], repeats: int) -> tuple[float, float]:
+    """Cache size and memory bandwidth (bytes of ``X`` per second, all workers together): gradients over
+    :data:`SWEEP_MB` MB (100 columns) on one worker, then the largest on every worker at once."""
+    shapes = [(mb * 2**20 // (ITEMSIZE * 100), 100) for mb in SWEEP_MB]
+    rates = client.submit(_time_sums, shapes, repeats, workers=[workers[0]], pure=False).result(CALIBRATION_TIMEOUT)
+    middle = math.sqrt(rates[0] * rates[-1])
+    cache_mb = max([mb for mb, t in zip(SWEEP_MB, rates) if t <= middle], default=1)
+    both = [client.submit(_time_sums, shapes[-1:], repeats, workers=[a], pure=False) for a in workers]
+    per_value = max(f.result(timeout=CALIBRATION_TIMEOUT)[0] for f in both)
+    return float(cache_mb * 2**20), len(workers) * ITEMSIZE / per_value
 
 
 def _payload(n_values: int) -> np.ndarray:
