@@ -1,6 +1,6 @@
 """The scaling model of notebook 11 against measured runs on this machine: predicted vs measured step time.
 
-Calibrates :mod:`dml_lesson.costmodel` (compute per row and weight, cache size and memory bandwidth; latency,
+Calibrates :mod:`dml_lesson.costmodel` (compute per row and weight in and beyond the cache, cache size; latency,
 bandwidth and per-message overhead of the server's direct calls and of the ring's task hops; the fixed cost of a
 one-node step of each topology, on an 8,000 x 10 problem that is not one of the checked sizes), then runs
 ``dml.distributed_gd`` with N = 1, 2, 4 nodes and both topologies (``topology="server"`` with actors,
@@ -39,7 +39,7 @@ def main() -> int:
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     cal = calibrate(client)
     print(f"compute: {cal.compute_per_value * 1e9:.2f} ns per row and weight in the cache "
-          f"({cal.cache_bytes / 2**20:.0f} MB); memory bandwidth {cal.memory_bandwidth / 1e9:.1f} GB/s of X")
+          f"({cal.cache_bytes / 2**20:.0f} MB), {cal.memory_per_value * 1e9:.2f} ns from memory")
     for link in (cal.direct, cal.hop):
         print(f"{link.name}: latency {link.latency * 1e3:.2f} ms, overhead {link.overhead * 1e3:.2f} ms per extra "
               f"message, bandwidth {link.bandwidth / 1e6:.0f} MB/s")

@@ -18,10 +18,10 @@ One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights 
   link handles its messages one after the other), so the server's cost there is ``2 N (a + b / B)``.
 
 On this machine (:func:`local_step_time`) ``N`` nodes share 2 worker processes (``cores=2``), each computing
-its nodes one after the other; data larger than the processor's cache streams from memory, whose bus both
-workers share; and a step has a fixed cost besides its messages (the client's loop, the hop to the worker's
+its nodes one after the other, more slowly when the data is larger than the processor's cache (it then streams
+from memory); and a step has a fixed cost besides its messages (the client's loop, the hop to the worker's
 compute thread, for the ring three task hops in a row). :func:`calibrate` measures ``c``, the cache size and
-the memory bandwidth; ``a``, ``B`` and ``g`` of the two links (the server's direct calls; the ring's task
+the compute per value from memory; ``a``, ``B`` and ``g`` of the two links (the server's direct calls; the ring's task
 hops through the scheduler); and the fixed cost of a one-node step of each topology, with small benchmarks
 separate from the training runs that check the model (``benchmarks/scaling.py``).
 
@@ -90,8 +90,8 @@ class Calibration:
     the scheduler is told, then the workers transfer). ``cores``: worker processes. ``server_fixed`` and
     ``ring_fixed``: seconds of a one-node step apart from its compute (``None``: a bare round trip ``2 a``
     of the direct link, and three hops in a row ``3 a`` of the hop link). ``cache_bytes``: the largest ``X``
-    whose gradient runs at about the in-cache rate ``compute_per_value``; ``memory_bandwidth``: bytes of a
-    larger ``X`` per second that the workers get through together (infinite: no memory limit).
+    whose gradient runs at about the in-cache rate ``compute_per_value``; ``memory_per_value``: seconds per row
+    and weight for a larger ``X``, streamed from memory by every worker at once (default: the in-cache rate).
     """
 
     compute_per_value: float
@@ -101,7 +101,7 @@ class Calibration:
     server_fixed: float | None = None
     ring_fixed: float | None = None
     cache_bytes: float = math.inf
-    memory_bandwidth: float = math.inf
+    memory_per_value: float | None = None
 
     def __post_init__(self) -> None:
         check_float("compute_per_value", self.compute_per_value, low=0.0, low_open=True)
@@ -112,9 +112,11 @@ class Calibration:
             object.__setattr__(self, "ring_fixed", 3 * self.hop.latency)
         check_float("server_fixed", self.server_fixed, low=0.0)
         check_float("ring_fixed", self.ring_fixed, low=0.0)
-        for name in ("cache_bytes", "memory_bandwidth"):
-            if getattr(self, name) != math.inf:
-                check_float(name, getattr(self, name), low=0.0, low_open=True)
+        if self.cache_bytes != math.inf:
+            check_float("cache_bytes", self.cache_bytes, low=0.0, low_open=True)
+        if self.memory_per_value is None:
+            object.__setattr__(self, "memory_per_value", self.compute_per_value)
+        check_float("memory_per_value", self.memory_per_value, low=0.0, low_open=True)
 
     @property
     def laptop(self) -> Network:
@@ -187,14 +189,13 @@ def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Networ
 def local_compute_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int) -> float:
     """Seconds of gradient compute in one step on this machine (notebook 11, :func:`local_step_time`).
 
-    The busiest worker's nodes one after the other at the in-cache rate (:func:`compute_time` with
-    ``cal.cores``); but data of ``8 * n_rows * n_weights`` bytes beyond ``cal.cache_bytes`` streams from
-    memory, and the workers share one memory bus: then at least ``8 n d / M`` (``M`` the memory bandwidth),
-    however many nodes.
+    The busiest worker's nodes one after the other (:func:`compute_time` with ``cal.cores``), at the in-cache
+    rate if the data, ``8 * n_rows * n_weights`` bytes, fits in ``cal.cache_bytes`` (both workers share the
+    cache, and the shards stay in it from one step to the next), else at the rate from memory.
     """
-    core = compute_time(n_rows, n_weights, n_nodes, cal.compute_per_value, cal.cores)
-    nbytes = ITEMSIZE * n_rows * n_weights
-    return core if nbytes <= cal.cache_bytes else max(core, nbytes / cal.memory_bandwidth)
+    in_cache = ITEMSIZE * n_rows * n_weights <= cal.cache_bytes
+    rate = cal.compute_per_value if in_cache else cal.memory_per_value
+    return compute_time(n_rows, n_weights, n_nodes, rate, cal.cores)
 
 
 def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int, topology: str) -> float:
@@ -237,7 +238,7 @@ def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: i
     - compute: a gradient of ``n_rows x n_weights`` timed inside a worker (the fastest of ``repeats``);
       gradients over :data:`SWEEP_MB` MB on one worker: the cache size is the largest computed faster per
       value than the geometric mean of the smallest's and the largest's times; the largest on every worker at
-      once gives the memory bandwidth;
+      once gives the rate from memory;
     - direct link: ``1`` and ``concurrent`` calls at once to echo actors spread over the workers, issued from
       the client's event loop as the server does. ``a``: half the median single round trip; ``g``: the extra
       time of the ``concurrent`` calls over one, per extra message (two per call); ``B``: from a 4 MB call;
@@ -266,7 +267,7 @@ def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: i
     workers = worker_addresses(client)
     per_value = client.submit(_time_sums, [(n_rows, n_weights)], repeats, workers=[workers[0]], pure=False)
     compute_per_value = float(per_value.result(timeout=CALIBRATION_TIMEOUT)[0])
-    cache_bytes, memory_bandwidth = _memory(client, workers, repeats)
+    cache_bytes, memory_per_value = _memory(client, workers, repeats)
     big = 512 * 1024
     echoes = [client.submit(_Echo, workers=[workers[i % len(workers)]], actor=True, pure=False) for i in range(k)]
     actors = [e.result(timeout=CALIBRATION_TIMEOUT) for e in echoes]
@@ -285,7 +286,7 @@ def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: i
     hop = _link("task hop (worker to worker)", chains, k, big * ITEMSIZE, messages=1)
     server_fixed, ring_fixed = _fixed_costs(client, compute_per_value, 2 * repeats, seed)
     return Calibration(compute_per_value, direct, hop, len(workers), server_fixed, ring_fixed, cache_bytes,
-                       memory_bandwidth)
+                       memory_per_value)
 
 
 def measure_steps(client: Client, X: Any, y: Any, nodes: tuple[int, ...] = (1, 2, 4), n_steps: int = 6,
@@ -369,15 +370,14 @@ def _time_sums(shapes: list[tuple[int, int]], repeats: int) -> list[float]:
 
 
 def _memory(client: Client, workers: list[str], repeats: int) -> tuple[float, float]:
-    """Cache size and memory bandwidth (bytes of ``X`` per second, all workers together): gradients over
-    :data:`SWEEP_MB` MB (100 columns) on one worker, then the largest on every worker at once."""
+    """Cache size and seconds per value from memory: gradients over :data:`SWEEP_MB` MB (100 columns) on one
+    worker, then the largest on every worker at once (the slowest worker's time)."""
     shapes = [(mb * 2**20 // (ITEMSIZE * 100), 100) for mb in SWEEP_MB]
     rates = client.submit(_time_sums, shapes, repeats, workers=[workers[0]], pure=False).result(CALIBRATION_TIMEOUT)
     middle = math.sqrt(rates[0] * rates[-1])
     cache_mb = max([mb for mb, t in zip(SWEEP_MB, rates) if t <= middle], default=1)
     both = [client.submit(_time_sums, shapes[-1:], repeats, workers=[a], pure=False) for a in workers]
-    per_value = max(f.result(timeout=CALIBRATION_TIMEOUT)[0] for f in both)
-    return float(cache_mb * 2**20), len(workers) * ITEMSIZE / per_value
+    return float(cache_mb * 2**20), max(f.result(timeout=CALIBRATION_TIMEOUT)[0] for f in both)
 
 
 def _payload(n_values: int) -> np.ndarray:

@@ -97,20 +97,17 @@ def test_local_ring_model_by_hand():
     assert expected == pytest.approx(0.074005288)
 
 
-def test_local_compute_is_shared_by_cores_in_the_cache_and_by_one_memory_bus_beyond():
-    cal = Calibration(1e-9, NET, NET, cores=2, cache_bytes=1e6, memory_bandwidth=1e9)
-    # 800 kB of X fit in the 1 MB cache: 100 us of compute, two cores share 4 nodes
+def test_local_compute_is_slower_for_data_beyond_the_cache():
+    cal = Calibration(1e-9, NET, NET, cores=2, cache_bytes=1e6, memory_per_value=3e-9)
+    # 800 kB of X fit in the 1 MB cache: 100 us of compute at 1 ns, two cores share 4 nodes
     assert local_compute_time(cal, 1000, 100, 1) == pytest.approx(1e-4)
     assert local_compute_time(cal, 1000, 100, 4) == pytest.approx(5e-5)
-    # 8 MB do not: at least 8 MB / 1 GB/s = 8 ms, whatever N (the cores compute faster than memory delivers)
-    for n in (1, 2, 4):
-        assert local_compute_time(cal, 10_000, 100, n) == pytest.approx(8e-3)
-    # a slow core stays the limit
-    slow = Calibration(1e-8, NET, NET, cores=2, cache_bytes=1e6, memory_bandwidth=1e9)
-    assert local_compute_time(slow, 10_000, 100, 1) == pytest.approx(1e-2)
-    assert CAL.cache_bytes == math.inf  # not measured: no memory limit
-    # in the step: fixed 2 a = 0.2 ms, memory-bound compute 8 ms, 6 more messages at g = a, 8 of 816 bytes
-    assert local_step_time(cal, 10_000, 100, 4, "server") == pytest.approx(2e-4 + 8e-3 + 6e-4 + 8 * 816 / 1e9)
+    # 8 MB do not: 3 ns per value, 1M values; 4 nodes: 2 x 125,000 rows per core
+    assert local_compute_time(cal, 10_000, 100, 1) == pytest.approx(3e-3)
+    assert local_compute_time(cal, 10_000, 100, 4) == pytest.approx(1.5e-3)
+    assert CAL.cache_bytes == math.inf and CAL.memory_per_value == CAL.compute_per_value  # not measured
+    # in the step: fixed 2 a = 0.2 ms, compute 1.5 ms, 6 more messages at g = a, 8 of 816 bytes
+    assert local_step_time(cal, 10_000, 100, 4, "server") == pytest.approx(2e-4 + 1.5e-3 + 6e-4 + 8 * 816 / 1e9)
 
 
 def test_calibration_defaults_and_the_laptop_preset():
@@ -165,7 +162,8 @@ def test_bad_input_is_named(kwargs, match):
     (lambda: Calibration(0.0, NET, NET, cores=2), "compute_per_value must be a finite number > 0"),
     (lambda: Calibration(1e-9, NET, NET, cores=2, ring_fixed=-1.0), "ring_fixed must be a finite number >= 0"),
     (lambda: comm_time(0, 2, "server", NET), "n_weights must be >= 1"),
-    (lambda: Calibration(1e-9, NET, NET, cores=2, memory_bandwidth=0.0), "memory_bandwidth must be a finite"),
+    (lambda: Calibration(1e-9, NET, NET, cores=2, memory_per_value=0.0), "memory_per_value must be a finite"),
+    (lambda: Calibration(1e-9, NET, NET, cores=2, cache_bytes=-1.0), "cache_bytes must be a finite number > 0"),
     (lambda: calibrate(None, concurrent=1), "concurrent must be between 2 and 16"),
     (lambda: calibrate(None, hops=1), "hops must be between 2 and 1000"),
 ])
@@ -181,7 +179,7 @@ def test_calibration_measures_positive_finite_costs(client):
               cal.server_fixed, cal.ring_fixed]
     assert all(np.isfinite(v) and v > 0 for v in values)
     assert all(np.isfinite(v) and v >= 0 for v in (cal.direct.overhead, cal.hop.overhead))
-    assert cal.cache_bytes >= 2**20 and np.isfinite(cal.memory_bandwidth) and cal.memory_bandwidth > 0
+    assert cal.cache_bytes >= 2**20 and np.isfinite(cal.memory_per_value) and cal.memory_per_value > 0
     assert cal.cores == 2
     # a one-node ring step is at least its three task hops; a server step at least a round trip
     assert cal.ring_fixed > cal.server_fixed > cal.direct.latency
