@@ -32,6 +32,7 @@ step time. **The rule**: distributing over ``N`` nodes pays when the compute it 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -240,8 +241,9 @@ def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: i
       value than the geometric mean of the smallest's and the largest's times; the largest on every worker at
       once gives the rate from memory;
     - direct link: ``1`` and ``concurrent`` calls at once to echo actors spread over the workers, issued from
-      the client's event loop as the server does. ``a``: half the median single round trip; ``g``: the extra
-      time of the ``concurrent`` calls over one, per extra message (two per call); ``B``: from a 4 MB call;
+      the client's event loop and answered from a worker thread, as the server's steps on large shards are.
+      ``a``: half the median single round trip; ``g``: the extra time of the ``concurrent`` calls over one,
+      per extra message (two per call); ``B``: from a 4 MB call;
     - hop link: ``1`` and ``concurrent`` chains of ``hops`` dependent tasks side by side, each task on the
       other worker from the previous one, run back to back (each run's tasks are released while the next
       runs, as in the ring). ``a``: the median time per hop of one chain; ``g``: the extra time per round
@@ -333,11 +335,12 @@ def _link(name: str, times: dict[Any, list[float]], k: int, nbytes: int, message
 
 
 class _Echo:
-    """An actor that takes an array and answers with its length: a message there, a small one back. A
-    coroutine, so it runs on the worker's event loop like a small shard's step."""
+    """An actor that takes an array and answers with its length: a message there, a small one back. Like
+    :class:`~dml_lesson.node.ShardActor`'s step for a shard over ``INLINE_CELLS`` values, it answers from a
+    thread of the worker."""
 
     async def take(self, x: np.ndarray) -> int:
-        return len(x)
+        return await asyncio.get_running_loop().run_in_executor(None, len, x)
 
 
 async def _call_all(actors: list[Any], x: np.ndarray) -> list[int]:
