@@ -11,7 +11,7 @@ run it on a quiet machine, and read the error column, not the absolute times.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/scaling.py            # about 1 minute
+    .venv/bin/python benchmarks/scaling.py            # about 30 s
     .venv/bin/python benchmarks/scaling.py --steps 5  # quicker
 """
 
