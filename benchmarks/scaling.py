@@ -1,15 +1,17 @@
 """The scaling model of notebook 11 against measured runs on this machine: predicted vs measured step time.
 
-Calibrates :mod:`dml_lesson.costmodel` (compute per row and weight; latency and bandwidth of the server's
-direct calls and of the ring's task hops), then runs ``dml.distributed_gd`` with N = 1, 2, 4 nodes and both
-topologies (``topology="server"`` with actors, ``topology="ring"``) on two problem sizes, and prints the median
-measured step time, the prediction of :func:`~dml_lesson.costmodel.local_step_time` and the relative error.
+Calibrates :mod:`dml_lesson.costmodel` (compute per row and weight in and beyond the cache, cache size; latency,
+bandwidth and per-message overhead of the server's direct calls and of the ring's task hops; the fixed cost of a
+one-node step of each topology, on an 8,000 x 10 problem that is not one of the checked sizes), then runs
+``dml.distributed_gd`` with N = 1, 2, 4 nodes and both topologies (``topology="server"`` with actors,
+``topology="ring"``) on two problem sizes, and prints the median measured step time, the prediction of
+:func:`~dml_lesson.costmodel.local_step_time` and the relative error.
 The calibration and the checked runs are separate measurements. Timings on a shared 2-core machine are noisy:
 run it on a quiet machine, and read the error column, not the absolute times.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/scaling.py            # about 1 minute
+    .venv/bin/python benchmarks/scaling.py            # about 30 s
     .venv/bin/python benchmarks/scaling.py --steps 5  # quicker
 """
 
@@ -36,9 +38,12 @@ def main() -> int:
     client = dml.get_client()
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     cal = calibrate(client)
-    print(f"compute: {cal.compute_per_value * 1e9:.2f} ns per row and weight")
+    print(f"compute: {cal.compute_per_value * 1e9:.2f} ns per row and weight in the cache "
+          f"({cal.cache_bytes / 2**20:.0f} MB), {cal.memory_per_value * 1e9:.2f} ns from memory")
     for link in (cal.direct, cal.hop):
-        print(f"{link.name}: latency {link.latency * 1e3:.2f} ms, bandwidth {link.bandwidth / 1e6:.0f} MB/s")
+        print(f"{link.name}: latency {link.latency * 1e3:.2f} ms, overhead {link.overhead * 1e3:.2f} ms per extra "
+              f"message, bandwidth {link.bandwidth / 1e6:.0f} MB/s")
+    print(f"fixed cost of a one-node step: server {cal.server_fixed * 1e3:.2f} ms, ring {cal.ring_fixed * 1e3:.2f} ms")
     print(f"\n{'rows':>8} {'d':>4} {'N':>2} {'topology':>8} {'measured':>10} {'predicted':>10} {'error':>7}")
     errors = []
     for n_rows, d in SIZES:

@@ -1,6 +1,8 @@
 """The scaling model: its formulas, the break-even rule, input checks, and a calibration that returns numbers."""
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,28 +10,42 @@ import pytest
 from dml_lesson.costmodel import (
     DATACENTER_10G,
     DATACENTER_100G,
+    FIXED_COST_SIZE,
     Calibration,
     Network,
+    _link,
     break_even_rows,
     calibrate,
     comm_time,
     compute_time,
+    local_compute_time,
     local_step_time,
     predict_step_time,
     speedup,
 )
+from dml_lesson.node import INLINE_CELLS
 
 NET = Network("test", latency=1e-4, bandwidth=1e9)
 
 
 def test_comm_formulas():
-    d, n = 998, 8  # 1,000 values travel
-    assert comm_time(d, n, "server", NET) == pytest.approx(2 * n * (1e-4 + 8000 / 1e9))
+    d, n = 998, 8  # 1,000 values travel: 8,000 bytes
+    assert comm_time(d, n, "server", NET) == pytest.approx(2 * n * (1e-4 + 8000 / 1e9))  # g = a: the classic model
     assert comm_time(d, n, "ring", NET) == pytest.approx(2 * (n - 1) * (1e-4 + 8000 / (n * 1e9)))
     assert comm_time(d, 1, "ring", NET) == 0.0
     # bandwidth-bound: the server's link is busy N * N / (N - 1) times as long as each ring node's link
     fat = Network("fat", 0.0, 1e9)
     assert comm_time(10**7, 64, "server", fat) / comm_time(10**7, 64, "ring", fat) == pytest.approx(64 * 64 / 63)
+
+
+def test_overhead_replaces_latency_for_the_messages_in_flight_after_the_first_round_trip():
+    assert NET.overhead == NET.latency  # not given: the classic reading
+    net = Network("g", latency=1e-3, bandwidth=1e9, overhead=1e-4)
+    # one round trip 2 ms, 6 more messages at 0.1 ms, 8 messages of 8,000 bytes at 1 GB/s
+    assert comm_time(998, 4, "server", net) == pytest.approx(2e-3 + 6e-4 + 6.4e-5)
+    assert comm_time(998, 1, "server", net) == pytest.approx(2e-3 + 1.6e-5)
+    # the ring's links send one message per round: the overhead does not enter
+    assert comm_time(998, 4, "ring", net) == comm_time(998, 4, "ring", Network("a", 1e-3, 1e9))
 
 
 def test_compute_shares_cores():
@@ -62,11 +78,65 @@ def test_speedup_has_a_best_node_count_for_a_fixed_problem():
     assert s[0] == pytest.approx(1.0)  # one ring node: no communication, the single machine
 
 
-def test_local_model_adds_fixed_hops_to_the_ring():
-    cal = Calibration(1e-9, Network("d", 1e-3, 1e9), Network("h", 5e-3, 5e8), cores=2)
-    assert local_step_time(cal, 1000, 10, 1, "ring") == pytest.approx(1e-5 + 3 * (5e-3 + 96 / 5e8))
-    assert local_step_time(cal, 1000, 10, 2, "server") == pytest.approx(5e-6 + 4 * (1e-3 + 96 / 1e9))
-    assert cal.laptop.latency == 1e-3
+CAL = Calibration(1e-9, Network("d", 1e-3, 1e9, 2e-4), Network("h", 5e-3, 5e8, 1e-3), cores=2,
+                  server_fixed=3e-3, ring_fixed=2e-2)
+
+
+def test_local_server_model_by_hand():
+    # 1,000 rows x 10 weights: 10 us of compute on one core; 96-byte messages
+    assert local_step_time(CAL, 1000, 10, 1, "server") == pytest.approx(3e-3 + 1e-5 + 2 * 96 / 1e9)
+    # 4 nodes on 2 cores: 2 x 2.5 us of compute; 6 more messages at 0.2 ms; 8 messages of 96 bytes
+    assert local_step_time(CAL, 1000, 10, 4, "server") == pytest.approx(3e-3 + 5e-6 + 1.2e-3 + 768e-9)
+
+
+def test_local_ring_model_by_hand():
+    assert local_step_time(CAL, 1000, 10, 1, "ring") == pytest.approx(2e-2 + 1e-5)
+    # 6 more ring rounds of 5 ms and a 24-byte piece; 8 rounds of 4 tasks: 24 extra tasks at 1 ms
+    expected = 2e-2 + 5e-6 + 6 * (5e-3 + 24 / 5e8) + 24e-3
+    assert local_step_time(CAL, 1000, 10, 4, "ring") == pytest.approx(expected)
+    assert expected == pytest.approx(0.074005288)
+
+
+def test_local_compute_is_slower_for_data_beyond_the_cache():
+    cal = Calibration(1e-9, NET, NET, cores=2, cache_bytes=1e6, memory_per_value=3e-9)
+    # 800 kB of X fit in the 1 MB cache: 100 us of compute at 1 ns, two cores share 4 nodes
+    assert local_compute_time(cal, 1000, 100, 1) == pytest.approx(1e-4)
+    assert local_compute_time(cal, 1000, 100, 4) == pytest.approx(5e-5)
+    # 8 MB do not: 3 ns per value, 1M values; 4 nodes: 2 x 125,000 rows per core
+    assert local_compute_time(cal, 10_000, 100, 1) == pytest.approx(3e-3)
+    assert local_compute_time(cal, 10_000, 100, 4) == pytest.approx(1.5e-3)
+    assert CAL.cache_bytes == math.inf and CAL.memory_per_value == CAL.compute_per_value  # not measured
+    # in the step: fixed 2 a = 0.2 ms, compute 1.5 ms, 6 more messages at g = a, 8 of 816 bytes
+    assert local_step_time(cal, 10_000, 100, 4, "server") == pytest.approx(2e-4 + 1.5e-3 + 6e-4 + 8 * 816 / 1e9)
+
+
+def test_calibration_defaults_and_the_laptop_preset():
+    cal = Calibration(1e-9, Network("d", 1e-3, 1e9, 2e-4), Network("h", 5e-3, 5e8), cores=2)
+    assert cal.server_fixed == pytest.approx(2e-3) and cal.ring_fixed == pytest.approx(1.5e-2)
+    assert cal.hop.overhead == 5e-3
+    assert cal.laptop.latency == 1e-3 and cal.laptop.overhead == 1e-3  # the extrapolation reads it the classic way
+
+
+def test_link_from_timings():
+    times = {1: [2.0e-3, 2.2e-3, 1.8e-3], 4: [3.2e-3, 3.2e-3, 3.4e-3], "big": [6.0e-3, 5.8e-3]}
+    link = _link("calls", times, 4, 4_000_000, messages=2)
+    assert link.latency == pytest.approx(1e-3)  # half the median round trip
+    assert link.overhead == pytest.approx(1.2e-3 / 6)  # 3 extra calls, 6 extra messages
+    assert link.bandwidth == pytest.approx(4e6 / 4e-3)  # fastest big minus fastest small
+    hop = _link("hops", {1: [5e-3], 3: [4e-3], "big": [9e-3]}, 3, 4_000_000, messages=1)
+    assert hop.latency == pytest.approx(5e-3) and hop.overhead == 0.0  # faster with 3 at once: noise, 0
+    with pytest.raises(RuntimeError, match="too busy"):
+        _link("calls", {1: [2e-3], 2: [3e-3], "big": [1e-3]}, 2, 4_000_000, messages=2)
+
+
+def test_the_fixed_cost_problem_is_not_a_checked_one_and_computes_in_a_thread():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import scaling
+    finally:
+        sys.path.pop(0)
+    rows, d = FIXED_COST_SIZE
+    assert (rows, d) not in scaling.SIZES and rows * d > INLINE_CELLS
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -78,16 +148,41 @@ def test_bad_input_is_named(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         predict_step_time(**args)
-    with pytest.raises(ValueError, match="bandwidth"):
-        Network("x", 1e-3, 0.0)
+    local = {k: v for k, v in args.items() if k not in ("network", "compute_per_value")}
+    if match != "compute_per_value":
+        with pytest.raises(ValueError, match=match):
+            local_step_time(CAL, **local)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Network("x", 1e-3, 0.0), r"bandwidth must be a finite number > 0\.0"),
+    (lambda: Network("x", -1e-3, 1e9), r"latency must be a finite number >= 0\.0"),
+    (lambda: Network("x", 1e-3, 1e9, overhead=-1e-6), r"overhead must be a finite number >= 0\.0"),
+    (lambda: Calibration(1e-9, NET, NET, cores=0), "cores must be >= 1"),
+    (lambda: Calibration(0.0, NET, NET, cores=2), "compute_per_value must be a finite number > 0"),
+    (lambda: Calibration(1e-9, NET, NET, cores=2, ring_fixed=-1.0), "ring_fixed must be a finite number >= 0"),
+    (lambda: comm_time(0, 2, "server", NET), "n_weights must be >= 1"),
+    (lambda: Calibration(1e-9, NET, NET, cores=2, memory_per_value=0.0), "memory_per_value must be a finite"),
+    (lambda: Calibration(1e-9, NET, NET, cores=2, cache_bytes=-1.0), "cache_bytes must be a finite number > 0"),
+    (lambda: calibrate(None, concurrent=1), "concurrent must be between 2 and 16"),
+    (lambda: calibrate(None, hops=1), "hops must be between 2 and 1000"),
+])
+def test_bad_settings_are_named_with_their_range(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
 @pytest.mark.cluster
 def test_calibration_measures_positive_finite_costs(client):
     cal = calibrate(client, n_rows=5000, n_weights=20, hops=6, repeats=2)
-    values = [cal.compute_per_value, cal.direct.latency, cal.direct.bandwidth, cal.hop.latency, cal.hop.bandwidth]
+    values = [cal.compute_per_value, cal.direct.latency, cal.direct.bandwidth, cal.hop.latency, cal.hop.bandwidth,
+              cal.server_fixed, cal.ring_fixed]
     assert all(np.isfinite(v) and v > 0 for v in values)
+    assert all(np.isfinite(v) and v >= 0 for v in (cal.direct.overhead, cal.hop.overhead))
+    assert cal.cache_bytes >= 2**20 and np.isfinite(cal.memory_per_value) and cal.memory_per_value > 0
     assert cal.cores == 2
+    # a one-node ring step is at least its three task hops; a server step at least a round trip
+    assert cal.ring_fixed > cal.server_fixed > cal.direct.latency
 
 
 def test_topology_frames_end_with_every_piece_summed_everywhere():
