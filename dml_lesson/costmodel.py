@@ -46,6 +46,7 @@ from ._checks import check_choice, check_float, check_int
 from .allreduce import TOPOLOGIES
 from .cluster import worker_addresses
 from .models import LINEAR
+from .transport import call_actor
 
 ITEMSIZE = 8
 CALIBRATION_TIMEOUT = 120.0
@@ -345,8 +346,7 @@ class _Echo:
 
 async def _call_all(actors: list[Any], x: np.ndarray) -> list[int]:
     """On the client's event loop, as the server's transport does: call every actor, then await every reply."""
-    calls = [actor.take(x) for actor in actors]
-    return [await call for call in calls]
+    return list(await asyncio.gather(*[call_actor(actor, "take", x) for actor in actors]))
 
 
 def _calls(client: Client, actors: list[Any], n_values: int) -> float:

@@ -51,7 +51,7 @@ VIEWPORT = {"width": 1400, "height": 1100}
 KERNEL_START_S = 60  # open the notebook until the kernel is idle
 RUN_ALL_S = 150  # run all cells (the slowest notebook takes about 25 s under nbval)
 REDRAW_S = 60  # one slider move until its figure and status are redrawn
-STREAMS = 2  # notebooks checked at the same time (see the fixture ``checked``)
+STREAMS = 3  # notebooks checked at the same time (see the fixture ``checked``)
 QUEUE_LOCK = threading.Lock()
 # (notebook, control label) -> why its status does not show its value. Strict: once fixed, the test fails until
 # the entry is removed, so this list can only shrink.
