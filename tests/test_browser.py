@@ -17,7 +17,7 @@ automatically, so new notebooks are covered without touching this file) the test
 
 Screenshots of each checked state go to ``artifacts/browser/<notebook>/`` (ignored by git), with a ``checks.txt``
 listing what was checked. Without Chromium the tests skip, unless ``CI`` is set, where a missing browser fails.
-Two notebooks are checked at a time, each in its own browser (the fixture ``checked``); the server, its kernels (and
+Three notebooks are checked at a time, each in its own browser (the fixture ``checked``); the server, its kernels (and
 their Dask workers) and the browsers are stopped even when a check fails.
 """
 
@@ -541,10 +541,11 @@ def run_stream(chromium_path: str, lab: LabServer, queue: list[str], results: di
 def checked(chromium_path: str, lab: LabServer) -> dict[str, list[str]]:
     """Every explorer notebook checked, ``STREAMS`` at a time: {notebook: problems}.
 
-    The notebooks spend most of their time waiting on messages between the kernel and its Dask workers, not
-    computing, so two at once take about half the time of one after the other on this 2-core machine (measured:
-    04 and 05 with nbconvert, 57 s one after the other, 30 s together). Each stream has its own browser and page
-    and shuts down only its own notebook's kernel; the longest notebooks (by their committed timings) go first.
+    The notebooks spend much of their time waiting on messages between the kernel and its Dask workers, not
+    computing, so on this 2-core machine several at once finish sooner (measured: 04 and 05 with nbconvert, 57 s
+    one after the other, 30 s together; this module, one at a time 242 s, two 158-175 s, three 153 s). Each stream
+    has its own browser and page and shuts down only its own notebook's kernel; the longest notebooks (by their
+    committed timings) go first.
     """
     try:
         import playwright.sync_api  # noqa: F401
