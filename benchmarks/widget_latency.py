@@ -11,6 +11,7 @@ Run: ``.venv/bin/python benchmarks/widget_latency.py``
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -60,10 +61,32 @@ def _owner(label: str, explorers: dict) -> str:
     return found[0]
 
 
+def time_moves(explorers: dict[str, Any], labels: list[str]) -> None:
+    """Move each control through its values; print the median and largest time to the new figure."""
+    for label in labels:
+        name, values = MOVES[label]
+        explorer = explorers[_owner(label, explorers)]
+        times = []
+        for value in values:
+            start = time.perf_counter()
+            explorer.controls[name].value = value
+            times.append(time.perf_counter() - start)
+            assert "error:" not in explorer.status.value, explorer.status.value
+        median, budget = float(np.median(times)), BUDGET[label[:2]]
+        verdict = "within budget" if median <= budget else "OVER budget"
+        print(f"{label:<22}{median:>10.3f}{max(times):>8.3f}{budget:>10.1f}  {verdict}")
+
+
 def main() -> None:
-    client = dml.get_client()
     two = dml.make_regression(1000, 1, noise=0.1, seed=0, w_true=[1.0, -2.0], x_mean=1.0, block_size=125)
-    X_np, y_np = dml.to_numpy(two.X, two.y)
+    X_np, y_np, _ = two.to_numpy()
+    print(f"{'widget control':<22}{'median s':>10}{'max s':>8}{'budget s':>10}  verdict")
+    # Notebooks 01 and 02 start no cluster: their explorers are timed before this process has one (a
+    # LocalCluster's scheduler runs in the kernel's process and takes its share of the interpreter).
+    single = {"01": widgets.lr_explorer(X_np, y_np, lr=0.1, n_steps=40),
+              "02": widgets.sgd_explorer(X_np, y_np, batch_size=16, lr=0.05, n_epochs=3)}
+    time_moves(single, [label for label in MOVES if label[:2] in single])
+    client = dml.get_client()
     X03, y03, _ = dml.make_regression(4000, 3, noise=0.1, seed=1, block_size=250)
     X06, y06, _ = dml.make_regression(4000, 499, noise=0.1, seed=0, block_size=250)
     X07, y07, _ = dml.make_regression(STRAGGLER_ROWS, 10, seed=2)
@@ -71,8 +94,6 @@ def main() -> None:
     X10, y10, _ = dml.make_regression(4000, 4, noise=0.1, seed=0, block_size=500)
     calibration = costmodel.calibrate(client, hops=16, repeats=3)
     explorers = {
-        "01": widgets.lr_explorer(X_np, y_np, lr=0.1, n_steps=40),
-        "02": widgets.sgd_explorer(X_np, y_np, batch_size=16, lr=0.05, n_epochs=3),
         "03": widgets.layout_explorer(X03, y03, n_nodes=4, client=client),
         "04": widgets.aggregate_explorer(two.X, two.y, lr=0.15, n_nodes=4, n_steps=40, client=client),
         "05": widgets.dsgd_explorer(two.X, two.y, lr=0.05, n_nodes=2, batch_size=8, n_steps=60, client=client),
@@ -86,18 +107,7 @@ def main() -> None:
         "11 topology": widgets_scaling.topology_explorer("ring", n_nodes=4),
         "11 scaling": widgets_scaling.scaling_explorer(calibration, None, n_rows=20_000, n_weights=50),
     }
-    print(f"{'widget control':<22}{'median s':>10}{'max s':>8}{'budget s':>10}  verdict")
-    for label, (name, values) in MOVES.items():
-        explorer = explorers[_owner(label, explorers)]
-        times = []
-        for value in values:
-            start = time.perf_counter()
-            explorer.controls[name].value = value
-            times.append(time.perf_counter() - start)
-            assert "error:" not in explorer.status.value, explorer.status.value
-        median, budget = float(np.median(times)), BUDGET[label[:2]]
-        verdict = "within budget" if median <= budget else "OVER budget"
-        print(f"{label:<22}{median:>10.3f}{max(times):>8.3f}{budget:>10.1f}  {verdict}")
+    time_moves(explorers, [label for label in MOVES if label[:2] not in single])
     dml.close_client()
 
 

@@ -131,14 +131,15 @@ def busiest_link_figure(n_nodes: list[int], server_bytes: list[float], ring_byte
 
 def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_value: float,
                    n_nodes: int = 64, calibration: Calibration | None = None,
-                   measured: dict[str, Any] | None = None) -> Figure:
+                   measured: dict[str, Any] | None = None, into: Figure | None = None) -> Figure:
     """Predicted time per step (left) and speedup (right) against N, from 1 to 1,024 nodes, both topologies.
 
     With ``calibration``, the left panel adds the model of this machine (N nodes on its 2 workers, N <= 8,
     dotted). ``measured`` (``{"n_rows", "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``): step
     times measured here, drawn as points when the sizes are the figure's. ``n_nodes`` is marked on the right.
+    ``into``: the explorer's last frame, drawn into again (:func:`~dml_lesson.plots.recycle`).
     """
-    fig = new_figure(2, 1, width=9.5, height=3.6)
+    fig = new_figure(2, 1, width=9.5, height=3.6, into=into)
     ax_t, ax_s = fig.axes
     nodes = 2 ** np.arange(11)
     single = compute_per_value * n_rows * n_weights

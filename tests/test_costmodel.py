@@ -195,6 +195,18 @@ def test_topology_frames_end_with_every_piece_summed_everywhere():
         assert all(p == set(range(n)) for node in frames[-1]["held"] for p in node)
 
 
+def test_a_redrawn_scaling_frame_equals_a_new_figure():
+    from dml_lesson.plots import to_png
+    from dml_lesson.plots_scaling import scaling_figure
+
+    cal = Calibration(1e-9, Network("d", 1e-3, 1e9), Network("h", 5e-3, 5e8), cores=2)
+    measured = {"n_rows": 20_000, "n_weights": 50, "server": {1: 3e-3, 2: 4e-3}, "ring": {1: 2e-2}}
+    fig = None
+    for rows, d, n, net in [(20_000, 50, 64, NET), (10**9, 10**6, 2, Network("x", 1e-6, 1e11)), (1000, 10, 1024, NET)]:
+        fig = scaling_figure(rows, d, net, 1e-9, n, cal, measured, into=fig)
+        assert to_png(fig) == to_png(scaling_figure(rows, d, net, 1e-9, n, cal, measured)), (rows, d, n)
+
+
 def test_topology_explorer_steps_through_the_frames():
     from dml_lesson.widgets_scaling import topology_explorer
 
