@@ -46,7 +46,7 @@ from ._checks import check_choice, check_float, check_int
 from .allreduce import TOPOLOGIES
 from .cluster import worker_addresses
 from .models import LINEAR
-from .transport import call_actor
+from .transport import call_actors
 
 ITEMSIZE = 8
 CALIBRATION_TIMEOUT = 120.0
@@ -346,7 +346,7 @@ class _Echo:
 
 async def _call_all(actors: list[Any], x: np.ndarray) -> list[int]:
     """On the client's event loop, as the server's transport does: call every actor, then await every reply."""
-    return list(await asyncio.gather(*[call_actor(actor, "take", x) for actor in actors]))
+    return await call_actors(actors, "take", x)
 
 
 def _calls(client: Client, actors: list[Any], n_values: int) -> float:
