@@ -35,10 +35,16 @@ def _in_kernel() -> bool:
 
 
 class Explorer:
-    """Controls + status line + figure; ``step(values) -> (Figure, status)`` does the work of one redraw."""
+    """Controls + status line + figure; ``step(values) -> (Figure, status)`` does the work of one redraw.
 
-    def __init__(self, controls: dict[str, w.ValueWidget], step: Callable[[dict[str, Any]], tuple[Figure, str]]):
-        self.controls, self._step = controls, step
+    With ``redraw_into=True`` the step is called as ``step(values, into)``, ``into`` the figure of the last
+    redraw (None the first time), for a figure function that draws into it again (:func:`plots.recycle`).
+    """
+
+    def __init__(self, controls: dict[str, w.ValueWidget], step: Callable[..., tuple[Figure, str]],
+                 redraw_into: bool = False):
+        self.controls, self.figure = controls, None
+        self._step = (lambda values: step(values, self.figure)) if redraw_into else step
         self.status = w.HTML()
         self.output = w.Output()
         self.png, self.redraws, self.seconds = b"", 0, 0.0
@@ -63,7 +69,7 @@ class Explorer:
         except (ValueError, TypeError, RuntimeError, TimeoutError) as exc:
             self.status.value = f"<b style='color:#b00'>error:</b> {exc}"
             return
-        self.png = plots.to_png(fig)
+        self.png, self.figure = plots.to_png(fig), fig
         self.seconds = time.perf_counter() - start
         self.redraws += 1
         if _in_kernel():
@@ -88,14 +94,11 @@ def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40
     slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
                               step=0.02, description="learning rate", readout_format=".3f")
 
-    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
-
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         res = gradient_descent(X, y, lr=v["lr"], n_steps=n_steps)
-        frame[:] = [plots.lr_figure(res, X, y, w_star, bound, lr_range, into=frame[0] if frame else None)]
-        return frame[0], lr_status(res, bound)
+        return plots.lr_figure(res, X, y, w_star, bound, lr_range, into=into), lr_status(res, bound)
 
-    return Explorer({"lr": slider}, step)
+    return Explorer({"lr": slider}, step, redraw_into=True)
 
 
 def lr_status(res: Any, bound: float) -> str:
@@ -126,15 +129,12 @@ def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float =
                                readout_format=".3f"),
     }
 
-    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
-
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         results = sgd_runs(X, y, v["batch_size"], v["lr"], n_epochs, seed)
         run = results[f"SGD, batch {v['batch_size']}"]
-        frame[:] = [plots.sgd_figure(results, X, y, w_star, into=frame[0] if frame else None)]
-        return frame[0], sgd_status(run)
+        return plots.sgd_figure(results, X, y, w_star, into=into), sgd_status(run)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)
 
 
 def sgd_runs(X: np.ndarray, y: np.ndarray, batch_size: int, lr: float, n_epochs: int, seed: int = 0) -> dict:
@@ -186,14 +186,11 @@ def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int
     n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
     controls = {"n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes")}
 
-    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
-
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         results = aggregate_runs(X, y, v["n_nodes"], lr, n_steps, client)
-        frame[:] = [plots.aggregate_figure(results, v["n_nodes"], into=frame[0] if frame else None)]
-        return frame[0], aggregate_status(results)
+        return plots.aggregate_figure(results, v["n_nodes"], into=into), aggregate_status(results)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)
 
 
 def aggregate_runs(X: Any, y: Any, n_nodes: int, lr: float, n_steps: int, client: Any = None) -> dict:
@@ -228,14 +225,11 @@ def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size
         "scale_lr": w.Checkbox(value=scale_lr, description="scale lr with the node count"),
     }
 
-    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
-
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client)
-        frame[:] = [plots.dsgd_figure(results, into=frame[0] if frame else None)]
-        return frame[0], dsgd_status(results)
+        return plots.dsgd_figure(results, into=into), dsgd_status(results)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)
 
 
 def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr: bool, n_steps: int,
@@ -295,15 +289,12 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
     controls["codec"].observe(enable, names="value")
     enable()
 
-    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
-
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])
         results = {**baseline, **codec_runs(X, y, {_codec_label(v): codec}, n_nodes, lr, n_steps, client)}
-        frame[:] = [plots.bytes_figure(results, into=frame[0] if frame else None)]
-        return frame[0], codec_status(results)
+        return plots.bytes_figure(results, into=into), codec_status(results)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)
 
 
 def _codec_label(v: dict[str, Any]) -> str:

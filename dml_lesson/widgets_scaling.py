@@ -74,20 +74,16 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
                                        description="latency (µs)", readout_format=".3g"),
     }
 
-    frame: list[Figure] = []  # the figure of the last redraw, drawn into again (plots.recycle)
-
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         rows, d, n = int(round(v["rows"])), int(round(v["weights"])), v["nodes"]
         chosen = Network(v["network"], latency=v["latency_us"] * 1e-6, bandwidth=v["gbps"] * 1e9 / 8)
-        fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured,
-                             into=frame[0] if frame else None)
-        frame[:] = [fig]
+        fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured, into=into)
         # the sizes and the links as the sliders show them, then the rule at this point
         shown = (f"{v['rows']:.2g} rows, d = {v['weights']:.2g}, {v['gbps']:.3g} Gb/s, "
                  f"{v['latency_us']:.3g} µs; ")
         return fig, shown + scaling_status(rows, d, n, chosen, calibration.compute_per_value)
 
-    explorer = Explorer(controls, step)
+    explorer = Explorer(controls, step, redraw_into=True)
     network_controls = [controls["network"], controls["gbps"], controls["latency_us"]]
     quiet = {"on": False}
 
