@@ -8,13 +8,14 @@ is exactly what the widget shows at its defaults.
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
 
 from .result import TrainingResult
 
@@ -49,6 +50,8 @@ def recycle(fig: Figure) -> Figure:
     01's redraw); recycled axes keep theirs. The result is drawn pixel for pixel like a new figure (tested).
     """
     for ax in fig.axes:
+        for container in list(ax.containers):  # bars: the legend would still list a container left behind
+            container.remove()
         for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images]:
             artist.remove()
         if ax.get_legend() is not None:
@@ -60,6 +63,35 @@ def recycle(fig: Figure) -> Figure:
         ax.relim()
         ax.set_autoscale_on(True)
     return fig
+
+
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class PlainLogFormatter(LogFormatterSciNotation):
+    """Log-axis tick labels as plain text, ``10⁻³`` and ``2×10⁴``, where matplotlib writes mathtext.
+
+    The same labels, drawn without parsing TeX: matplotlib parses every mathtext label again whenever its small
+    cache misses, which a redraw with new axis limits does. Measured on notebook 11's scaling explorer (two
+    log-log panels): the parsing was more than half of a redraw.
+    """
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        label = super().__call__(x, pos)
+        math = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
+        if math is None:
+            return label
+        body = re.sub(r"\^\{(-?\d+)\}", lambda m: m.group(1).translate(_SUPERSCRIPTS), math.group(1))
+        return body.replace("\\times", "×").replace("-", "−")
+
+
+def log_scale(ax: Any, axis: str = "y", base: float = 10) -> None:
+    """Put ``ax``'s ``"x"`` or ``"y"`` axis on a log scale with plain-text tick labels (:class:`PlainLogFormatter`).
+    Every log axis of the course's figures is set this way."""
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    scaled = getattr(ax, f"{axis}axis")
+    scaled.set_major_formatter(PlainLogFormatter(base))
+    scaled.set_minor_formatter(PlainLogFormatter(base, labelOnlyBase=False))
 
 
 def to_png(fig: Figure) -> bytes:
@@ -110,9 +142,9 @@ def plot_losses(ax: Any, results: dict[str, TrainingResult], x: str = "step", fl
             ax.plot(xs[-1], res.losses[-1], marker="x", color="red", markersize=9, mew=2)
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="best possible")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     if x == "time":
-        ax.set_xscale("log")
+        log_scale(ax, "x")
     if x == "step":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel({"step": "step", "epoch": "epochs (passes over the data)", "time": "seconds (log scale)"}[x])
@@ -135,7 +167,7 @@ def lr_figure(res: TrainingResult, X: np.ndarray, y: np.ndarray, w_star: np.ndar
         fig = recycle(into)
         scale, ax_c, ax_l = fig.axes
     lr = res.params["lr"]
-    scale.set_xscale("log")
+    log_scale(scale, "x")
     scale.set_xlim(*lr_range)
     scale.axvspan(bound, lr_range[1], color="#f4cccc")
     scale.axvspan(bound / 2, bound, color="#fff2cc")
@@ -251,11 +283,12 @@ def dsgd_figure(results: dict[str, TrainingResult], floor: float | None = None,
     return fig
 
 
-def timeline_figure(rows: list[Any], title: str = "") -> Figure:
+def timeline_figure(rows: list[Any], title: str = "", into: Figure | None = None) -> Figure:
     """Notebook 07: a Gantt chart of synchronous steps, one lane per node: computing (solid, one color per
-    step) and waiting at the barrier for the slowest node (hatched); dashed lines mark the barriers."""
+    step) and waiting at the barrier for the slowest node (hatched); dashed lines mark the barriers (``into``: as
+    :func:`new_figure`)."""
     nodes = sorted({r.node for r in rows})
-    fig = new_figure(1, 1, width=10.0, height=0.4 * len(nodes) + 1.4)
+    fig = new_figure(1, 1, width=10.0, height=0.4 * len(nodes) + 1.4, into=into)
     ax = fig.axes[0]
     for r in rows:
         lane = nodes.index(r.node)
@@ -267,7 +300,7 @@ def timeline_figure(rows: list[Any], title: str = "") -> Figure:
     for barrier in sorted({r.barrier for r in rows}):
         ax.axvline(barrier * 1e3, color="k", linestyle=":", linewidth=0.8)
     ax.set_yticks(range(len(nodes)), [f"node {n}" for n in nodes])
-    ax.invert_yaxis()
+    ax.yaxis.set_inverted(True)  # node 0 on top (invert_yaxis would flip a recycled axes back)
     ax.set_xlabel("milliseconds (solid: computing, hatched: waiting at the barrier)")
     ax.set_title(title, fontsize=10)
     return fig
@@ -283,7 +316,7 @@ def bytes_figure(results: dict[str, TrainingResult], into: Figure | None = None)
         ax_b.plot(sent[: len(res.losses)], res.losses, color=COLORS[i], label=label)
         ax_s.plot(res.losses, color=COLORS[i], label=label)
     for ax in (ax_b, ax_s):
-        ax.set_yscale("log")
+        log_scale(ax, "y")
         ax.set_ylabel("full-data loss")
     ax_b.set_xlabel("megabytes sent up by the nodes")
     ax_s.set_xlabel("step")

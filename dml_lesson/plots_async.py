@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import COLORS, new_figure, plot_losses
+from .plots import COLORS, log_scale, new_figure, plot_losses
 from .result import TrainingResult
 
 
@@ -35,8 +35,8 @@ def plot_against_messages(ax: Any, results: dict[str, TrainingResult], floor: fl
             ax.plot(messages(res)[-1], res.losses[-1], marker="x", color="red", markersize=9, mew=2)
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="best possible")
-    ax.set_yscale("log")
-    ax.set_xscale("log")
+    log_scale(ax, "y")
+    log_scale(ax, "x")
     ax.set_xlabel("messages exchanged (log scale)")
     ax.set_ylabel("full-data loss")
     ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
@@ -69,9 +69,11 @@ def plot_staleness(ax: Any, results: dict[str, Any], bound: int | None = None) -
     ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
 
 
-def staleness_figure(results: dict[str, Any], bound: int | None = None, floor: float | None = None) -> Figure:
-    """Notebook 08: the staleness histogram of asynchronous runs, and their losses against time."""
-    fig = new_figure(2, 1, width=10.5, height=3.5)
+def staleness_figure(results: dict[str, Any], bound: int | None = None, floor: float | None = None,
+                     into: Figure | None = None) -> Figure:
+    """Notebook 08: the staleness histogram of asynchronous runs, and their losses against time (``into``: as
+    :func:`~dml_lesson.plots.new_figure`)."""
+    fig = new_figure(2, 1, width=10.5, height=3.5, into=into)
     ax_h, ax_t = fig.axes
     plot_staleness(ax_h, {k: r for k, r in results.items() if hasattr(r, "staleness")}, bound)
     plot_losses(ax_t, results, x="time", floor=floor)
@@ -79,9 +81,10 @@ def staleness_figure(results: dict[str, Any], bound: int | None = None, floor: f
     return fig
 
 
-def local_figure(results: dict[str, TrainingResult], floor: float | None = None) -> Figure:
-    """Notebook 08: local SGD runs against epochs (the same rows used) and against messages (the cost)."""
-    fig = new_figure(2, 1, width=10.5, height=3.5)
+def local_figure(results: dict[str, TrainingResult], floor: float | None = None, into: Figure | None = None) -> Figure:
+    """Notebook 08: local SGD runs against epochs (the same rows used) and against messages (the cost); ``into``:
+    as :func:`~dml_lesson.plots.new_figure`."""
+    fig = new_figure(2, 1, width=10.5, height=3.5, into=into)
     ax_e, ax_m = fig.axes
     plot_losses(ax_e, results, x="epoch", floor=floor)
     plot_against_messages(ax_m, results, floor=floor)

@@ -11,24 +11,26 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import COLORS, new_figure
+from .plots import COLORS, log_scale, new_figure
 from .result import TrainingResult
 
 
-def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sigma: float | None = None) -> Figure:
+def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sigma: float | None = None,
+              into: Figure | None = None) -> Figure:
     """Left: loss per step of each run (e.g. non-private and DP-SGD). Right: epsilon against the noise
     multiplier, as the Poisson-sampling accountant reports it and as the valid no-amplification bound, with
     ``sigma`` marked (notebook 10).
 
     ``curve`` holds ``"sigma"``, ``"poisson"`` and ``"no-amplification"`` arrays (see
-    :func:`~dml_lesson.widgets_privacy.epsilon_curve`).
+    :func:`~dml_lesson.widgets_privacy.epsilon_curve`). ``into``: as :func:`~dml_lesson.plots.new_figure`.
     """
-    fig = new_figure(2, 1, width=10.0, height=3.6)
+    fig = new_figure(2, 1, width=10.0, height=3.6, into=into)
     ax, ax_eps = fig.axes
     for i, (label, res) in enumerate(runs.items()):
         ax.plot(np.arange(len(res.losses)), res.losses, color=COLORS[i % len(COLORS)], lw=1.2,
                 label=f"{label}: final {res.losses[-1]:.4g}")
-    ax.set(yscale="log", xlabel="step", ylabel="training loss (MSE)", title="accuracy: loss per step")
+    log_scale(ax, "y")
+    ax.set(xlabel="step", ylabel="training loss (MSE)", title="accuracy: loss per step")
     ax.legend(fontsize=8)
     ax_eps.plot(curve["sigma"], curve["poisson"], color=COLORS[0], marker=".",
                 label="accountant, assuming Poisson sampling")
@@ -36,7 +38,9 @@ def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sig
                 label="valid bound for shuffled batches")
     if sigma is not None and sigma > 0:
         ax_eps.axvline(sigma, color="k", lw=0.8, linestyle=":", label=f"noise multiplier {sigma:g}")
-    ax_eps.set(xscale="log", yscale="log", xlabel="noise multiplier σ", ylabel="ε (δ fixed)",
+    log_scale(ax_eps, "x")
+    log_scale(ax_eps, "y")
+    ax_eps.set(xlabel="noise multiplier σ", ylabel="ε (δ fixed)",
                title="privacy: ε after the run (smaller is more private)")
     ax_eps.set_xticks(curve["sigma"], [f"{s:g}" for s in curve["sigma"]])
     ax_eps.minorticks_off()

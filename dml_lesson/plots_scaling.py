@@ -14,7 +14,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from .allreduce import SERVER, ByteReport, _rounds, ring_schedule
 from .costmodel import Calibration, Network, local_step_time, predict_step_time, speedup
-from .plots import COLORS, new_figure
+from .plots import COLORS, log_scale, new_figure
 
 N_MAX = 1024
 
@@ -165,8 +165,8 @@ def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_va
     ax_s.axhline(1.0, color="k", linestyle="--", linewidth=1, label="break-even")
     ax_s.axvline(n_nodes, color="0.6", linewidth=0.8)
     for ax in fig.axes:
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        log_scale(ax, "x", base=2)
+        log_scale(ax, "y")
         ax.set_xlabel("nodes N")
     ax_t.set_ylabel("ms per step")
     ax_s.set_ylabel("speedup over one machine")

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .imbalance import ClassReport
-from .plots import COLORS, new_figure
+from .plots import COLORS, log_scale, new_figure
 from .tuning import SearchResult
 
 _MARKERS = ["o", "s", "^", "D", "v"]
@@ -34,14 +34,14 @@ def trials_figure(results: dict[str, SearchResult]) -> Figure:
         steps = np.cumsum([t.budget for t in res.trials])
         best = np.minimum.accumulate([t.score for t in res.trials])
         ax_cost.step(steps, best, where="post", color=color, label=f"{name}: {res.total_steps} steps")
-    ax_lr.set_xscale("log")
-    ax_lr.set_yscale("log")
+    log_scale(ax_lr, "x")
+    log_scale(ax_lr, "y")
     ax_lr.set_xlabel("learning rate (log scale); red x: diverged or off the chart")
     ax_lr.set_ylim(top=top * 1.6)
     ax_lr.set_ylabel("validation loss")
     ax_lr.legend(fontsize=7, loc="upper center", framealpha=0.9)
-    ax_cost.set_xscale("log")
-    ax_cost.set_yscale("log")
+    log_scale(ax_cost, "x")
+    log_scale(ax_cost, "y")
     ax_cost.set_xlabel("SGD steps spent by the search so far")
     ax_cost.set_ylabel("best validation loss so far")
     ax_cost.legend(fontsize=7, loc="lower left", framealpha=0.9)

@@ -225,20 +225,30 @@ def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size
         "scale_lr": w.Checkbox(value=scale_lr, description="scale lr with the node count"),
     }
 
+    one_node: dict[int, Any] = {}  # the one-node run of each batch size: the node slider does not change it
+
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
-        results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client)
+        results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client,
+                            one_node)
         return plots.dsgd_figure(results, into=into), dsgd_status(results)
 
     return Explorer(controls, step, redraw_into=True)
 
 
 def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr: bool, n_steps: int,
-              seed: int = 0, client: Any = None) -> dict:
-    """One node against ``n_nodes`` nodes with the same per-node batch (notebook 05)."""
+              seed: int = 0, client: Any = None, one_node: dict[int, Any] | None = None) -> dict:
+    """One node against ``n_nodes`` nodes with the same per-node batch (notebook 05).
+
+    ``one_node``: one-node runs already made, by batch size (the explorer keeps them: a run is a function of its
+    settings, so the same settings give the same run); a new one is added to it.
+    """
     kw = dict(batch_size=batch_size, n_steps=n_steps, seed=seed, client=client)
     lr_k = lr * n_nodes if scale_lr else lr
+    one_node = {} if one_node is None else one_node
+    if batch_size not in one_node:
+        one_node[batch_size] = distributed_sgd(X, y, n_nodes=1, lr=lr, **kw)
     return {
-        f"1 node, batch {batch_size}, lr {lr:.3g}": distributed_sgd(X, y, n_nodes=1, lr=lr, **kw),
+        f"1 node, batch {batch_size}, lr {lr:.3g}": one_node[batch_size],
         f"{n_nodes} nodes × batch {batch_size}, lr {lr_k:.3g}": distributed_sgd(X, y, n_nodes=n_nodes, lr=lr_k,
                                                                                 **kw),
     }
@@ -326,7 +336,7 @@ def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 6, worke
         "backups": w.IntSlider(value=0, min=0, max=n_nodes - 1, description="backup workers"),
     }
 
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         try:
             slow_worker(worker, v["factor"], client)
             with Timeline(client) as tl:
@@ -336,6 +346,7 @@ def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 6, worke
             reset_slowdowns(client)
         median = 1e3 * float(np.median(res.step_times))
         title = f"worker {worker} {v['factor']:g}x slower, {v['backups']} backup(s): {median:.0f} ms per step"
-        return plots.timeline_figure(tl.rows, title), f"{title}; loss {res.losses[-1]:.4g} after {n_steps} steps"
+        return (plots.timeline_figure(tl.rows, title, into=into),
+                f"{title}; loss {res.losses[-1]:.4g} after {n_steps} steps")
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)

@@ -67,7 +67,7 @@ def staleness_explorer(X: Any, y: Any, bound: str = "2", n_nodes: int = 4, lr: f
     run_kw = dict(n_nodes=n_nodes, lr=lr, batch_size=batch_size, seed=seed, client=client)
     controls = {"bound": w.SelectionSlider(options=list(BOUNDS), value=bound, description="staleness bound")}
 
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         value = bound_value(v["bound"])
         results = dict(reference)  # the run without a bound, made once
         if pending and value == bound_value(bound):  # the first view: the notebook's runs
@@ -76,9 +76,9 @@ def staleness_explorer(X: Any, y: Any, bound: str = "2", n_nodes: int = 4, lr: f
         elif value is not None:
             results[f"bound {value}"] = async_sgd(X, y, n_updates=n_gradients // n_nodes, staleness_bound=value,
                                                   **run_kw)
-        return plots_async.staleness_figure(results, value, floor), staleness_status(results)
+        return plots_async.staleness_figure(results, value, floor, into=into), staleness_status(results)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)
 
 
 def local_run(X: Any, y: Any, local_steps: int, layout: str = "contiguous", n_nodes: int = 4, lr: float = 0.2,
@@ -128,7 +128,7 @@ def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "n
                              description="shards"),
     }
 
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         kind = IID_LABELS[v["layout"]]
         if kind not in reference:
             reference[kind] = local_run(X, y, 1, kind, **kw)
@@ -138,6 +138,6 @@ def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "n
             pending.clear()
         elif v["local_steps"] > 1:
             results[f"H = {v['local_steps']}"] = local_run(X, y, v["local_steps"], kind, **kw)
-        return plots_async.local_figure(results, floor), f"{v['layout']}: " + local_status(results)
+        return plots_async.local_figure(results, floor, into=into), f"{v['layout']}: " + local_status(results)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)

@@ -86,12 +86,12 @@ def dp_explorer(X: Any, y: Any, noise_multiplier: float = 1.0, clip_norm: float 
 
     cache: dict[str, TrainingResult] = {}
 
-    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         runs = dp_runs(X, y, v["noise_multiplier"], v["clip_norm"], n_nodes=n_nodes, lr=lr, batch_size=batch_size,
                        n_steps=n_steps, seed=seed, client=client, baseline=cache.get("baseline"))
         cache["baseline"] = runs["non-private SGD"]
         dp = list(runs.values())[1]
         curve = epsilon_curve(dp.n_steps, batch_size, dp.params["shard_sizes"], delta)
-        return plots_privacy.dp_figure(runs, curve, v["noise_multiplier"]), dp_status(runs, delta)
+        return plots_privacy.dp_figure(runs, curve, v["noise_multiplier"], into=into), dp_status(runs, delta)
 
-    return Explorer(controls, step)
+    return Explorer(controls, step, redraw_into=True)

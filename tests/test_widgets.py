@@ -137,6 +137,73 @@ def test_redrawn_loss_frames_equal_new_figures(two_weights):
             assert dml.plots.to_png(fig) == dml.plots.to_png(draw(r, None)), (name, lr)
 
 
+def _as_async(res, staleness):
+    """A training record dressed as an asynchronous one (one staleness per update), for the figures only."""
+    from dataclasses import fields
+
+    from dml_lesson.async_server import AsyncResult
+    from dml_lesson.result import TrainingResult
+
+    values = {f.name: getattr(res, f.name) for f in fields(TrainingResult)}
+    k = len(staleness)
+    return AsyncResult(**values, nodes=np.arange(k) % 4, clocks=np.arange(k) // 4, versions_read=np.arange(k),
+                       staleness=np.asarray(staleness), arrival_times=np.linspace(0, 1, k))
+
+
+def test_redrawn_frames_of_notebooks_07_08_and_10_equal_new_figures(two_weights):
+    """Bars (the timeline, the staleness histogram), an inverted axis (the timeline), log-log axes and fixed
+    ticks (epsilon against sigma) drawn into the last frame: pixel for pixel a new figure, however many bars or
+    runs the frame before had."""
+    from dml_lesson import plots_async, plots_privacy
+    from dml_lesson.widgets_privacy import epsilon_curve
+
+    X, y = two_weights
+    rng = np.random.default_rng(0)
+    frames = []
+    for lr, steps, top in [(0.1, 40, 6), (0.9, 60, 2), (0.02, 10, 9), (0.3, 40, 0)]:
+        gd = dml.gradient_descent(X, y, lr=lr, n_steps=steps)
+        sgd = dml.sgd(X, y, lr=lr, batch_size=8, n_steps=steps, seed=1)
+        stale = {"asynchronous": _as_async(gd, rng.integers(0, top + 1, steps)), "bound 2": _as_async(sgd, [0] * steps)}
+        frames.append((stale, {"H = 1": gd, f"H = {steps}": sgd}, {"non-private SGD": gd, "DP-SGD": sgd}, top))
+    curve = epsilon_curve(40, 20, (500, 500), 1e-5)
+    from dml_lesson.timeline import NodeStep
+
+    def timeline(seed: int) -> list:
+        r = np.random.default_rng(seed)
+        rows, t = [], 0.0
+        for step in range(int(r.integers(2, 7))):
+            stops = t + r.uniform(0.002, 0.03, 4)
+            rows += [NodeStep(n, step, f"w{n % 2}", t, float(stops[n]), float(stops.max())) for n in range(4)]
+            t = float(stops.max()) + 0.001
+        return rows
+
+    draws = {
+        "timeline": lambda f, into: dml.plots.timeline_figure(timeline(f[3]), f"seed {f[3]}", into=into),
+        "staleness": lambda f, into: plots_async.staleness_figure(f[0], f[3] or None, 0.01, into=into),
+        "local": lambda f, into: plots_async.local_figure(f[1], 0.01, into=into),
+        "dp": lambda f, into: plots_privacy.dp_figure(f[2], curve, float(f[3]), into=into),
+    }
+    for name, draw in draws.items():
+        fig = None
+        for frame in frames:
+            fig = draw(frame, fig)
+            assert dml.plots.to_png(fig) == dml.plots.to_png(draw(frame, None)), (name, frame[3])
+
+
+def test_log_axes_label_ticks_as_plain_text():
+    """10⁻³ and 2×10⁴ as text, not mathtext (parsed again on every redraw with new limits); the values are
+    matplotlib's own labels."""
+    fmt = dml.plots.PlainLogFormatter(10, labelOnlyBase=False)
+    assert [fmt(v) for v in [1e-3, 1.0, 10.0, 2e-3, 3e4]] == ["10⁻³", "10⁰", "10¹", "2×10⁻³", "3×10⁴"]
+    assert dml.plots.PlainLogFormatter(2)(1024) == "2¹⁰"
+    fig = dml.plots.new_figure()
+    dml.plots.log_scale(fig.axes[0], "y")
+    fig.axes[0].plot([1, 2], [1e-3, 1e2])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert "10⁻²" in labels and not any("$" in t for t in labels)
+
+
 def test_a_figure_of_another_shape_is_not_recycled():
     fig = dml.plots.new_figure(2, 1, width=10.0, height=3.4)
     assert dml.plots.new_figure(2, 1, width=10.0, height=3.4, into=fig) is fig
