@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import dml_lesson as dml
-from dml_lesson import costmodel, widgets, widgets_async, widgets_privacy, widgets_scaling
+from dml_lesson import calibration, widgets, widgets_async, widgets_privacy, widgets_scaling
 
 MOVES = {
     "01 learning rate": ("lr", [0.05, 0.3, 0.5, 0.1, 0.2]),
@@ -92,7 +92,7 @@ def main() -> None:
     X07, y07, _ = dml.make_regression(STRAGGLER_ROWS, 10, seed=2)
     X08, y08, _ = dml.make_regression(4000, 3, noise=0.1, seed=1, block_size=250)
     X10, y10, _ = dml.make_regression(4000, 4, noise=0.1, seed=0, block_size=500)
-    calibration = costmodel.calibrate(client, hops=16, repeats=3)
+    cal = calibration.calibrate(client, hops=16, repeats=3)
     explorers = {
         "03": widgets.layout_explorer(X03, y03, n_nodes=4, client=client),
         "04": widgets.aggregate_explorer(two.X, two.y, lr=0.15, n_nodes=4, n_steps=40, client=client),
@@ -105,7 +105,7 @@ def main() -> None:
         "10": widgets_privacy.dp_explorer(X10, y10, noise_multiplier=1.0, clip_norm=1.0, n_nodes=2, lr=0.1,
                                           batch_size=20, n_steps=100, client=client),
         "11 topology": widgets_scaling.topology_explorer("ring", n_nodes=4),
-        "11 scaling": widgets_scaling.scaling_explorer(calibration, None, n_rows=20_000, n_weights=50),
+        "11 scaling": widgets_scaling.scaling_explorer(cal, None, n_rows=20_000, n_weights=50),
     }
     time_moves(explorers, [label for label in MOVES if label[:2] not in single])
     dml.close_client()

@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dml_lesson.calibration import FIXED_COST_SIZE, _link, calibrate
 from dml_lesson.costmodel import (
     DATACENTER_10G,
     DATACENTER_100G,
-    FIXED_COST_SIZE,
     Calibration,
     Network,
-    _link,
     break_even_rows,
-    calibrate,
     comm_time,
     compute_time,
     local_compute_time,
