@@ -44,7 +44,7 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 9.0, height: float
 
 def recycle(fig: Figure) -> Figure:
     """Empty ``fig``'s axes of what was drawn in them, keeping the axes themselves, to draw the next frame of an
-    explorer into (the explorers of notebooks 01, 02, 04, 05, 06 and 11).
+    explorer into (every explorer of notebooks 01 to 11 but notebook 03's and notebook 11's topology frames).
 
     A new figure spends most of its drawing time creating tick marks and labels (measured: about 45% of notebook
     01's redraw); recycled axes keep theirs. The result is drawn pixel for pixel like a new figure (tested).
