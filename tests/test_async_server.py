@@ -77,11 +77,14 @@ def test_divergence_stops_the_run_quietly(client, data):
 
 def test_a_straggler_does_not_hold_up_the_others(client):
     X, y, _ = dml.make_regression(100_000, 3, noise=0.1, seed=2)  # big batches: computing, not messages, dominates
-    faults.slow_worker(1, 20.0, client)
+    # Slow down the worker that holds node 1 (after the fault tests' restarts, worker 1 in address order need not be)
+    slow = dml.place_shards(client, X, y, n_nodes=2).workers[1]
+    faults.slow_worker(slow, 20.0, client)
     try:
         res = async_sgd(X, y, n_nodes=2, lr=0.05, batch_size=20_000, n_updates=40, client=client)
     finally:
         faults.reset_slowdowns(client)
+    assert res.params["workers"][1] == slow != res.params["workers"][0]
     counts = np.bincount(res.nodes, minlength=2)
     assert counts[0] > counts[1]  # node 1 lives on the slow worker: it pushes fewer gradients
     assert res.staleness[res.nodes == 1].mean() > res.staleness[res.nodes == 0].mean()
