@@ -49,7 +49,7 @@ MOVES = {
     "11 bandwidth": ("gbps", [0.1, 1000.0, 1.0, 100.0, 10.0]),
     "11 latency": ("latency_us", [1.0, 1e5, 10.0, 1e3, 50.0]),
 }
-STRAGGLER_ROWS = 400_000  # as notebook 07; its redraws include the slowdown they show (5 steps of a slow worker)
+STRAGGLER_ROWS = 400_000  # as notebook 07; its redraws include the slowdown they show (4 steps of a slow worker)
 BUDGET = {"01": 0.2, "02": 0.2, "03": 0.5, "04": 0.5, "05": 0.5, "06": 0.5, "07": 0.5, "08": 0.5, "10": 0.5,
           "11": 0.2}  # notebook 11's explorers compute nothing on the cluster: a drawing and the cost model
 
@@ -98,7 +98,7 @@ def main() -> None:
         "04": widgets.aggregate_explorer(two.X, two.y, lr=0.15, n_nodes=4, n_steps=40, client=client),
         "05": widgets.dsgd_explorer(two.X, two.y, lr=0.05, n_nodes=2, batch_size=8, n_steps=60, client=client),
         "06": widgets.codec_explorer(X06, y06, n_nodes=4, lr=0.2, n_steps=60, client=client),
-        "07": widgets.straggler_explorer(X07, y07, n_nodes=4, n_steps=5, worker=1, client=client),
+        "07": widgets.straggler_explorer(X07, y07, n_nodes=4, n_steps=4, worker=1, client=client),
         "08 staleness": widgets_async.staleness_explorer(X08, y08, bound="2", floor=0.01, client=client),
         "08 local": widgets_async.local_steps_explorer(X08, y08, local_steps=16, layout="noniid", floor=0.01,
                                                        client=client),

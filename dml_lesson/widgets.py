@@ -324,7 +324,7 @@ def codec_status(results: dict) -> str:
     return "; ".join(parts)
 
 
-def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 5, worker: int = 1,
+def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 4, worker: int = 1,
                        client: Any = None) -> Explorer:
     """Notebook 07: a slowdown slider for one worker and a backup-worker count; the synchronous timeline."""
     from .faults import reset_slowdowns, slow_worker
