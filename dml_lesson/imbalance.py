@@ -24,7 +24,7 @@ import numpy as np
 from ._checks import check_choice, check_float, check_int, check_seed
 from .data import to_numpy
 from .layout import Layout, assign_rows
-from .models import LOGISTIC, Model, _log1pexp, logistic_predict, sigmoid
+from .models import LOGISTIC, Model, _log1pexp, check_binary_labels, logistic_predict, sigmoid
 from .result import TrainingResult
 from .server import distributed_sgd
 
@@ -40,6 +40,7 @@ class _WeightedLogisticSums:
     weight1: float
 
     def __call__(self, w: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        check_binary_labels(y)
         z = X @ w
         c = np.where(y > 0.5, self.weight1, self.weight0)
         return float(np.sum(c * (_log1pexp(z) - y * z))), X.T @ (c * (sigmoid(z) - y))
@@ -51,6 +52,7 @@ class _WeightedLogisticLossSum:
     weight1: float
 
     def __call__(self, w: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+        check_binary_labels(y)
         z = X @ w
         c = np.where(y > 0.5, self.weight1, self.weight0)
         return float(np.sum(c * (_log1pexp(z) - y * z)))

@@ -37,9 +37,9 @@ def gradient_descent(
     Parameters
     ----------
     X : array (n, d)
-        Features, numpy or dask (computed into memory), intercept column included.
+        Features, numpy or dask (computed into memory), intercept column included: real numbers.
     y : array (n,)
-        Targets (labels 0/1 for ``model="logistic"``).
+        Targets, real numbers; for ``model="logistic"`` the labels 0 and 1 only (others raise a ``ValueError``).
     lr : float
         Learning rate, > 0. For the MSE, steps diverge above ``2 / L`` (see ``lipschitz_constant``).
     n_steps : int
@@ -153,23 +153,29 @@ def make_schedule(schedule: Schedule) -> Callable[[int], float]:
 
 
 def check_xy(X: Any, y: Any, *, allow_dask: bool = False) -> tuple[Any, Any]:
-    """Check features and targets at the door: 2-D X, 1-D y of the same length, finite values.
+    """Check features and targets at the door: 2-D X, 1-D y of the same length, real finite values (as float64).
 
-    Dask arrays are computed into numpy unless ``allow_dask`` (the distributed optimizers check their
-    values on the workers instead).
+    Dask arrays are computed into numpy unless ``allow_dask`` (the distributed optimizers check their values on
+    the workers instead). With ``allow_dask``, a dask array must know its chunk sizes (a filter such as
+    ``X[y > 0]`` loses them), and a numpy array given with a dask one becomes a dask array cut into the same row
+    blocks, so that the mix trains exactly as two dask arrays do. Labels are the model's business (see
+    :func:`~dml_lesson.models.check_binary_labels`).
     """
     if not allow_dask and (isinstance(X, da.Array) or isinstance(y, da.Array)):
         from .data import to_numpy
 
         X, y = to_numpy(X, y)
-    if not isinstance(X, da.Array):
-        X = np.require(X, dtype=float, requirements="A")  # aligned, or BLAS is skipped (see data.to_numpy)
-    if not isinstance(y, da.Array):
-        y = np.require(y, dtype=float, requirements="A")
+    X, y = _as_floats("X", X), _as_floats("y", y)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (rows x features), got {X.ndim}-D with shape {X.shape}")
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D, got {y.ndim}-D with shape {y.shape}")
+    for name, arr in (("X", X), ("y", y)):
+        if any(math.isnan(n) for n in arr.shape):
+            raise ValueError(
+                f"{name} must have known chunk sizes, got shape {arr.shape} (a filter such as X[y > 0] leaves "
+                f"them unknown): call {name}.compute_chunk_sizes() first"
+            )
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}")
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -178,7 +184,39 @@ def check_xy(X: Any, y: Any, *, allow_dask: bool = False) -> tuple[Any, Any]:
         raise ValueError("X contains NaN or inf: clean or impute the data first")
     if isinstance(y, np.ndarray) and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or inf: clean or impute the data first")
+    if isinstance(X, da.Array) and not isinstance(y, da.Array):
+        y = da.from_array(y, chunks=(X.chunks[0],))
+    elif isinstance(y, da.Array) and not isinstance(X, da.Array):
+        X = da.from_array(X, chunks=(y.chunks[0], -1))
     return X, y
+
+
+_KINDS = {"U": "strings", "S": "bytes", "c": "complex numbers", "M": "dates", "m": "time differences", "O": "objects"}
+
+
+def _as_floats(name: str, value: Any) -> Any:
+    """``value`` as a float64 array (numpy: in aligned memory; dask: cast lazily), or an error naming ``name``."""
+    if isinstance(value, da.Array):
+        _check_kind(name, value.dtype, "biuf")
+        return value if value.dtype == np.float64 else value.astype(np.float64)
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # nested lists of different lengths
+        raise ValueError(f"{name} must be a rectangular array of real numbers: {exc}") from None
+    _check_kind(name, arr.dtype, "biufO")
+    try:  # aligned, or BLAS is skipped (see data.to_numpy)
+        return np.require(arr, dtype=np.float64, requirements="A")
+    except (TypeError, ValueError) as exc:  # an object array holding something else than numbers
+        raise TypeError(f"{name} must hold real numbers (floats, integers or booleans): {exc}") from None
+
+
+def _check_kind(name: str, dtype: np.dtype, kinds: str) -> None:
+    if dtype.kind not in kinds:
+        what = _KINDS.get(dtype.kind, "values")
+        raise TypeError(
+            f"{name} must hold real numbers (floats, integers or booleans), got {what} of dtype {dtype}: "
+            "map them to numbers first"
+        )
 
 
 def _check_common(lr: Any, n_steps: Any, w0: Any, d: int, model: Any) -> tuple:
