@@ -6,7 +6,6 @@ Notebooks import it as ``import dml_lesson as dml`` and call the names below.
 
 from .async_server import AsyncResult, async_sgd
 from .cluster import (
-    PeakMemory,
     close_client,
     dashboard_link,
     get_client,
@@ -19,6 +18,7 @@ from .data import Dataset, lineage, make_classification, make_regression, to_num
 from .dp import dp_sgd, privacy_budget
 from .layout import LAYOUTS, Layout, assign_rows, node_of_rows
 from .local_sgd import local_sgd
+from .memory import PeakMemory
 from .models import LINEAR, LOGISTIC, Model, lipschitz_constant, mse, mse_gradient, sigmoid
 from .node import NodeConfig, NodeReply, node_step
 from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay

@@ -2,7 +2,8 @@
 
 An :class:`Explorer` owns its controls, a status line and an output area. Every control redraws only when
 released (``continuous_update=False``): the explorer reruns training, draws the figure with the same function
-the notebook used for its static figure, and writes a status line (running, converged, diverged at step k).
+the notebook used for its static figure, and writes a status line (running, converged, diverged at step k;
+stopped, when the learner pressed Stop during the redraw).
 Tests drive an explorer from Python by setting ``explorer.controls[name].value``.
 """
 
@@ -34,6 +35,10 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+STOPPED = "<b style='color:#b60'>stopped (interrupted)</b> — move a slider to run again"
+"""The status line after Stop (KeyboardInterrupt) during a redraw."""
+
+
 class Explorer:
     """Controls + status line + figure; ``step(values) -> (Figure, status)`` does the work of one redraw.
 
@@ -61,12 +66,29 @@ class Explorer:
         return {name: c.value for name, c in self.controls.items()}
 
     def update(self) -> None:
-        """Rerun and redraw at the current values (called on every slider release)."""
+        """Rerun and redraw at the current values (called on every slider release).
+
+        A Stop (KeyboardInterrupt) or an unexpected error during the redraw is shown on the status line, then
+        raised on; the next redraw draws a new figure, not into one left half drawn.
+        """
         self.status.value = "<i>running…</i>"
+        try:
+            self._redraw()
+        except KeyboardInterrupt:
+            self.figure = None
+            self.status.value = STOPPED
+            raise
+        except BaseException as exc:
+            self.figure = None
+            self.status.value = (f"<b style='color:#b00'>failed:</b> {type(exc).__name__}: {exc} "
+                                 "<small>(see the log; move a slider to run again)</small>")
+            raise
+
+    def _redraw(self) -> None:
         start = time.perf_counter()
         try:
             fig, status = self._step(self.values)
-        except (ValueError, TypeError, RuntimeError, TimeoutError) as exc:
+        except (ValueError, TypeError, RuntimeError, TimeoutError, ConnectionError) as exc:
             self.status.value = f"<b style='color:#b00'>error:</b> {exc}"
             return
         self.png, self.figure = plots.to_png(fig), fig

@@ -37,14 +37,14 @@ def test_workers_have_one_thread_a_memory_limit_and_capped_blas(client):
 def test_dashboard_port_falls_back_when_8787_is_taken(monkeypatch):
     import socket
 
-    from dml_lesson import cluster
+    from dml_lesson import startstop
 
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", cluster.DASHBOARD_PORT))
+            sock.bind(("127.0.0.1", startstop.DASHBOARD_PORT))
         except OSError:
             pass  # already taken by someone else: the fallback applies all the same
-        assert cluster._free_dashboard_port() == 0
+        assert startstop.free_dashboard_port() == 0
 
 
 def test_connects_to_the_scheduler_named_in_dask_config():
@@ -73,7 +73,7 @@ def test_a_wait_that_never_ends_becomes_a_clear_timeout_error():
     from dml_lesson.cluster import bounded
 
     release = threading.Event()
-    with pytest.raises(TimeoutError, match=r"gathering the shards did not finish within 1 s.*dml.close_client"):
+    with pytest.raises(TimeoutError, match=r"the shards did not finish within 1 s.*dml.close_client\(\) and dml.get_"):
         bounded("gathering the shards", release.wait, 30, timeout=1.0)
     release.set()
     assert bounded("a quick call", sum, [1, 2, 3]) == 6
@@ -93,3 +93,95 @@ def test_a_scheduler_without_workers_gives_a_clear_error():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "ConnectionError" in out.stderr and "has no workers" in out.stderr and "dask worker" in out.stderr
+
+
+@pytest.fixture
+def external(monkeypatch, tmp_path):
+    """A scheduler and one worker in processes of their own on 127.0.0.1, killed at teardown; the course's state
+    swapped for a fresh one meanwhile (as in a new kernel: the session's cluster is left alone)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dml_lesson import cluster
+
+    monkeypatch.setattr(cluster, "_state", dict(cluster._EMPTY))
+    procs, file = [], tmp_path / "scheduler.json"
+
+    def start(*args):
+        with open(tmp_path / f"{len(procs)}.log", "w") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=log,
+                                          start_new_session=True))
+        return procs[-1]
+
+    try:
+        local = ("--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0")  # else 0.0.0.0
+        scheduler = start("distributed.cli.dask_scheduler", *local, "--port", "0", "--scheduler-file", str(file))
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline and scheduler.poll() is None:
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        start("distributed.cli.dask_worker", address, *local, "--nthreads", "1", "--no-nanny")
+        yield address, procs
+    finally:
+        cluster.close_client()
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("named_by", ["address", "DASK_SCHEDULER_ADDRESS"])
+def test_a_dead_external_scheduler_is_named_within_seconds(external, named_by):
+    """Its scheduler killed, the next course calls say that the scheduler at ADDRESS is gone and how to restart
+    an external cluster, each within seconds (not a KeyError 23 s later); close_client() does not hang."""
+    import re
+    import time
+
+    import dask
+
+    from dml_lesson.cluster import restart_advice
+
+    address, (scheduler, worker) = external
+    hint = "unset DASK_SCHEDULER_ADDRESS" if named_by == "DASK_SCHEDULER_ADDRESS" else "without address="
+    with dask.config.set({"scheduler-address": address if named_by != "address" else None}):
+        client = dml.get_client(address=address if named_by == "address" else None)
+        assert len(dml.worker_addresses(client)) == 1
+        listening = [c.laddr for p in (scheduler, worker) for c in psutil.Process(p.pid).net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+        advice = restart_advice(client)
+        assert f"restart its scheduler at {address}" in advice and hint in advice
+        assert "dml.close_client() cannot restart it" in advice
+        scheduler.kill()
+        scheduler.wait(10)
+        calls = {"worker_addresses(client)": lambda: dml.worker_addresses(client), "worker_table()": dml.worker_table,
+                 "get_client()": dml.get_client, "worker_table(client)": lambda: dml.worker_table(client)}
+        for name, call in calls.items():
+            start = time.monotonic()
+            with pytest.raises(ConnectionError, match=f"Dask scheduler at {re.escape(address)}") as info:
+                call()
+            assert time.monotonic() - start < 8, name
+            assert "restart its scheduler" in str(info.value) and hint in str(info.value), (name, info.value)
+        assert "is gone" in str(info.value) or "lost the Dask scheduler" in str(info.value)
+        start = time.monotonic()
+        dml.close_client()
+        assert time.monotonic() - start < 5
+
+
+def test_restart_advice_fits_where_the_cluster_comes_from(client, monkeypatch):
+    import dask
+
+    from dml_lesson import cluster
+
+    local = cluster.restart_advice(client)
+    assert "dml.close_client() and dml.get_client()" in local and cluster.restart_advice() == local
+    monkeypatch.setattr(cluster, "_state", dict(cluster._EMPTY))  # a new kernel, nothing started yet
+    assert cluster.restart_advice() == local
+    with dask.config.set({"scheduler-address": "tcp://127.0.0.1:8786"}):
+        advice = cluster.restart_advice()
+    assert "scheduler at tcp://127.0.0.1:8786" in advice and "unset DASK_SCHEDULER_ADDRESS" in advice

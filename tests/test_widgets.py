@@ -230,3 +230,38 @@ def test_straggler_widget(client):
     assert "worker 1 4x slower, 0 backup(s)" in e.status.value
     assert "2 backup(s)" in move(e, "backups", 2)
     assert "worker 1 1x slower" in move(e, "factor", 1.0)
+
+
+@pytest.mark.parametrize("when", ["while training", "while drawing into the last frame"])
+def test_stop_during_a_redraw_says_so_and_the_next_redraw_works(two_weights, when):
+    """Stop (KeyboardInterrupt) in a redraw: the status line says stopped, not running; the next release redraws
+    a figure equal to a new one, even when the Stop left the recycled frame half drawn."""
+    X, y = two_weights
+    w_star, bound = np.linalg.lstsq(X, y, rcond=None)[0], 2 / dml.lipschitz_constant(X)
+    e = widgets.lr_explorer(X, y, lr=0.1, n_steps=40)
+    step, redraws = e._step, e.redraws
+
+    def stopped(values):
+        if when != "while training":
+            for ax in e.figure.axes:  # what a Stop halfway through plots.recycle could leave
+                ax.clear()
+        raise KeyboardInterrupt
+
+    e._step = stopped
+    with pytest.raises(KeyboardInterrupt):
+        e.controls["lr"].value = 0.3
+    assert e.status.value == widgets.STOPPED and "running" not in e.status.value
+    assert "stopped (interrupted)" in e.status.value and "move a slider to run again" in e.status.value
+    assert e.redraws == redraws
+    e._step = step
+    assert "lr = 0.5 " in move(e, "lr", 0.5)
+    res = dml.gradient_descent(X, y, lr=0.5, n_steps=40)
+    assert e.png == dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, bound))
+
+
+def test_an_unexpected_error_in_a_redraw_is_shown_not_left_running(two_weights):
+    e = widgets.lr_explorer(*two_weights)
+    e._step = lambda values: {}["no such key"]
+    with pytest.raises(KeyError):
+        e.controls["lr"].value = 0.3
+    assert "failed:" in e.status.value and "KeyError" in e.status.value and "running" not in e.status.value
