@@ -25,8 +25,9 @@ of the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -36,6 +37,7 @@ from distributed import Client, wait
 from distributed.scheduler import KilledWorker
 
 from ._checks import check_choice, check_int
+from .cluster import restart_advice
 from .node import NodeConfig, NodeReply, node_step
 from .shards import Placement
 
@@ -226,11 +228,10 @@ class RingAllReduce:
             total = ring.result.result(timeout=STEP_TIMEOUT)
         except (TimeoutError, FuturesTimeout) as exc:
             raise TimeoutError(f"the ring did not finish step {step} within {STEP_TIMEOUT:.0f} s: the cluster may "
-                               "be stuck or overloaded; restart it with dml.close_client() and rerun") from exc
+                               f"be stuck or overloaded; {restart_advice(self.client)}") from exc
         except KilledWorker as exc:
             raise RuntimeError(f"a worker of the ring died during step {step} more often than Dask retries "
-                               "(distributed.scheduler.allowed-failures): restart the cluster with "
-                               "dml.close_client() and rerun") from exc
+                               f"(distributed.scheduler.allowed-failures); {restart_advice(self.client)}") from exc
         finally:
             self.last = ring
         d = len(w)
@@ -284,8 +285,9 @@ class ByteReport:
     ``measured_*``: from the workers' transfer logs (what Dask moved between worker processes, averaged over the
     steps); ``expected_*``: the algorithm's messages between nodes on different workers (messages between nodes
     on the same worker move nothing); ``textbook_*``: every message counted, as on a cluster with one machine per
-    node. Payloads only: Dask's headers are not in its logs. ``repeated``: messages a worker fetched more than
-    once (a retried transfer, rare on a very busy machine), counted once above.
+    node. Payloads only: Dask's headers are not in its logs. ``repeated``: transfers of a message other than its
+    first arrival at its receiver's worker (a retried transfer, or a copy fetched back after Dask dropped it),
+    left out above; :func:`measure_bytes` pauses Dask's Active Memory Manager, which would drop such copies.
     """
 
     topology: str
@@ -320,38 +322,75 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
     n_steps = check_int("n_steps", n_steps, low=1, high=50)
     d = placement.n_weights
     w = np.random.default_rng([seed, 11]).normal(size=d)
-    client.run(_clear_logs)
-    routes: dict[str, tuple[int, int]] = {}
-    for step in range(n_steps):
-        tag = f"bytes-{uuid.uuid4().hex}"
-        graph = (submit_ring(client, placement, config, w, step, True, "mean", tag, strict=True)
-                 if topology == "ring" else submit_server(client, placement, config, w, step, tag, strict=True))
-        wait(graph.futures, timeout=STEP_TIMEOUT)
-        graph.result.result(timeout=STEP_TIMEOUT)
-        routes.update(graph.routes)
-    logs = client.run(_incoming_logs)
-    sent: dict[int, float] = {}
-    received: dict[int, float] = {}
-    per_worker: dict[str, float] = {a: 0.0 for a in placement.workers}
-    arrived: set[tuple[str, str]] = set()
-    repeated = 0
-    for receiver_worker, entries in logs.items():
-        for entry in entries:
-            for key, nbytes in entry["keys"].items():
-                if key in routes and (receiver_worker, key) in arrived:
-                    repeated += 1  # the same message fetched again by the same worker: a retry, counted once
-                elif key in routes:
-                    arrived.add((receiver_worker, key))
-                    src, dst = routes[key]
-                    sent[src] = sent.get(src, 0.0) + nbytes / n_steps
-                    received[dst] = received.get(dst, 0.0) + nbytes / n_steps
-                    per_worker[receiver_worker] = per_worker.get(receiver_worker, 0.0) + nbytes / n_steps
-                    per_worker[entry["who"]] = per_worker.get(entry["who"], 0.0) + nbytes / n_steps
+    with memory_manager_paused(client):
+        client.run(_clear_logs)
+        routes: dict[str, tuple[int, int]] = {}
+        for step in range(n_steps):
+            tag = f"bytes-{uuid.uuid4().hex}"
+            graph = (submit_ring(client, placement, config, w, step, True, "mean", tag, strict=True)
+                     if topology == "ring" else submit_server(client, placement, config, w, step, tag, strict=True))
+            wait(graph.futures, timeout=STEP_TIMEOUT)
+            graph.result.result(timeout=STEP_TIMEOUT)
+            routes.update(graph.routes)
+        logs = client.run(_incoming_logs)
+    sent, received, per_worker, repeated = count_transfers(logs, routes, placement.workers, n_steps)
     expected, textbook = expected_bytes(topology, placement.workers, d)
     ends = sorted(textbook[0])
     return ByteReport(topology, placement.n_nodes, d + 2, n_steps, tuple(placement.workers),
                       {e: sent.get(e, 0.0) for e in ends}, {e: received.get(e, 0.0) for e in ends},
                       *expected, *textbook, per_worker, repeated)
+
+
+@contextlib.contextmanager
+def memory_manager_paused(client: Client) -> Iterator[None]:
+    """Pause Dask's Active Memory Manager for the block, if it runs (notebook 11's byte counts).
+
+    Its ReduceReplicas policy drops a copy of data that two workers hold as soon as one copy serves the
+    remaining tasks; a later task on the dropping worker then fetches the data back: a transfer that is the
+    memory manager's, not the algorithm's (seen: a ring piece of 104 bytes fetched back 50-80 ms later, under
+    load). The course's own cluster starts without it (:mod:`dml_lesson.cluster`); on another cluster it is
+    stopped for the block and started again after.
+    """
+    was_running = bool(client.amm.running())
+    if was_running:
+        client.amm.stop()
+    try:
+        yield
+    finally:
+        if was_running:
+            client.amm.start()
+
+
+def count_transfers(logs: dict[str, list[dict]], routes: dict[str, tuple[int, int]], workers: list[str],
+                    n_steps: int) -> tuple[dict[int, float], dict[int, float], dict[str, float], int]:
+    """Bytes per step sent and received by each endpoint, and by each worker, from the workers' transfer logs.
+
+    ``logs`` maps each receiving worker to its log entries (``{"keys": {key: nbytes}, "who": sender}``),
+    ``routes`` each message's key to ``(sender, receiver)`` endpoints, and node ``i`` lives on ``workers[i]``
+    (the server on ``workers[0]``). A message counts once, when it arrives at its receiver's worker; any other
+    transfer of it (a retry, a copy fetched back after Dask dropped it) is counted in ``repeated`` instead.
+    """
+    home = {SERVER: workers[0], **dict(enumerate(workers))}
+    sent: dict[int, float] = {}
+    received: dict[int, float] = {}
+    per_worker: dict[str, float] = {a: 0.0 for a in workers}
+    arrived: set[str] = set()
+    repeated = 0
+    for receiver_worker, entries in logs.items():
+        for entry in entries:
+            for key, nbytes in entry["keys"].items():
+                if key not in routes:
+                    continue
+                src, dst = routes[key]
+                if key in arrived or receiver_worker != home[dst]:
+                    repeated += 1
+                    continue
+                arrived.add(key)
+                sent[src] = sent.get(src, 0.0) + nbytes / n_steps
+                received[dst] = received.get(dst, 0.0) + nbytes / n_steps
+                per_worker[receiver_worker] = per_worker.get(receiver_worker, 0.0) + nbytes / n_steps
+                per_worker[entry["who"]] = per_worker.get(entry["who"], 0.0) + nbytes / n_steps
+    return sent, received, per_worker, repeated
 
 
 def expected_bytes(topology: str, workers: list[str] | tuple[str, ...], n_weights: int,

@@ -38,7 +38,7 @@ from distributed import Client, wait
 
 from ._checks import check_int, check_seed
 from .async_actor import CALL_TIMEOUT, AsyncServer, worker_loop
-from .cluster import check_client
+from .cluster import check_client, restart_advice
 from .comm import serialized_nbytes
 from .layout import Layout
 from .models import Model
@@ -191,7 +191,7 @@ def run_server(client: Client, placement: Placement, config: NodeConfig, w0: np.
                     loop.result()  # a node's error (e.g. a timeout) is the run's error
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the asynchronous run did not finish within {RUN_TIMEOUT:.0f} s: the cluster "
-                                   "may be overloaded; restart it with dml.close_client() and rerun the cell")
+                                   f"may be overloaded; {restart_advice()}")
             time.sleep(POLL_SECONDS)
         done.result(timeout=CALL_TIMEOUT)
         history = server.history().result(timeout=CALL_TIMEOUT)

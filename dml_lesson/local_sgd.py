@@ -27,7 +27,7 @@ import numpy as np
 from distributed import Client
 
 from ._checks import check_choice, check_int, check_seed
-from .cluster import check_client
+from .cluster import check_client, restart_advice
 from .comm import serialized_nbytes
 from .layout import Layout
 from .models import Model
@@ -193,4 +193,4 @@ def _wait(call: Any, rnd: int | str) -> Any:
         return call.result(timeout=ROUND_TIMEOUT)
     except (TimeoutError, FuturesTimeout) as exc:
         raise TimeoutError(f"the nodes did not answer round {rnd} within {ROUND_TIMEOUT:.0f} s: the cluster may be "
-                           "stuck or overloaded; restart it with dml.close_client() and rerun the cell") from exc
+                           f"stuck or overloaded; {restart_advice()}") from exc

@@ -2,12 +2,16 @@
 
 Each node's shard is computed by a task (from the blocks that generate the data, or from the rows of a numpy
 array embedded in the task), so the scheduler keeps its lineage: if a worker dies, the shard is recomputed.
-Node ``i`` is pinned to worker ``i % n_workers``. Placements are cached per client, data and layout, so that a
-slider rerunning a training reuses the shards already in memory. This module knows nothing of models.
+Node ``i`` is pinned to worker ``i % n_workers``. Placements are cached per client, workers, data and layout, so
+that a slider rerunning a training reuses the shards already in memory. Shard keys name the workers they were
+placed on: after a lost worker the shards are built again under new keys, on the workers alive then, and the
+old ones are cancelled (:func:`discard`). Before anything is sent, each worker's share of the data is checked
+against its memory limit. This module knows nothing of models.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import OrderedDict
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -20,12 +24,18 @@ import numpy as np
 from distributed import Client, Future, wait
 
 from ._checks import check_int
-from .cluster import bounded, restore_workers, worker_addresses
+from .cluster import bounded, restart_advice, restore_workers, worker_addresses, worker_info
 from .data import to_numpy
 from .layout import Layout, as_layout, assign_rows
 
 CACHE_SIZE = 4
+WATCH_SECONDS = 0.1
+"""How often a wait for the shards checks that their workers are still up."""
 PLACE_TIMEOUT = 300.0
+"""Seconds the shards may take to build while every worker stays up (a lost worker stops the wait at once)."""
+MEMORY_SHARE = 0.5
+"""The largest share of a worker's memory limit its shards may take: building a shard holds its rows twice
+(the blocks or the task's copy, and the shard), and Dask pauses a worker at 80% of its limit."""
 _cache: OrderedDict[tuple, Placement] = OrderedDict()
 
 
@@ -74,7 +84,7 @@ def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Lay
             pass
         workers = Placement.workers_now(client)
     if not workers:
-        raise RuntimeError("the Dask cluster has no workers: restart it with dml.close_client(); dml.get_client()")
+        raise RuntimeError(f"the Dask cluster has no workers: {restart_advice(client)}")
     is_dask = isinstance(X, da.Array)
     if is_dask:
         X = X.rechunk({1: -1}) if X.numblocks[1] > 1 else X
@@ -84,18 +94,26 @@ def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Lay
         block_sizes, token = np.ones(len(y), dtype=np.int64), dask.base.tokenize(X, y)
     n_nodes = check_int("n_nodes", n_nodes, low=1, high=len(block_sizes))
     key = (id(client), workers, token, n_nodes, layout)
+    _discard_stale(client, workers)
     cached = _cache.get(key)
     if cached is not None and cached.healthy(client):
         _cache.move_to_end(key)
         return cached
+    if cached is not None:
+        discard(client, cached)
     rows = assign_rows(layout, n_nodes, block_sizes, key=_layout_key(layout, X, y))
     pinned = [workers[i % len(workers)] for i in range(n_nodes)]
-    name = dask.base.tokenize(key[2:])
+    check_memory(client, rows, X.shape[1], pinned)
+    name = dask.base.tokenize(key[1:])  # the workers are in the name: a re-placement never reuses a stale task
     if is_dask:
         futures = _place_dask(client, X, y, rows, pinned, name)
     else:
         futures = _place_numpy(client, X, y, rows, pinned, name)
-    _wait_for(futures)
+    try:
+        _wait_for(futures, client, workers)
+    except BaseException:  # an error, a timeout or a Stop: nothing half built stays on the cluster
+        client.cancel(futures)
+        raise
     placement = Placement(futures, pinned, rows, len(y), X.shape[1], key)
     _cache[key] = placement
     while len(_cache) > CACHE_SIZE:
@@ -103,23 +121,79 @@ def place_shards(client: Client, X: Any, y: Any, n_nodes: int, layout: str | Lay
     return placement
 
 
-def _wait_for(futures: list[Future]) -> None:
-    """Wait until every shard is in memory; raise a shard's own error (e.g. NaN in X), or a clear timeout."""
-    try:
-        wait(futures, timeout=PLACE_TIMEOUT)
-    except (TimeoutError, FuturesTimeout) as exc:
-        raise TimeoutError(
-            f"the shards were not built within {PLACE_TIMEOUT:.0f} s: the cluster may be overloaded or short "
-            "of memory; restart it with dml.close_client() and rerun the cell"
-        ) from exc
+def _wait_for(futures: list[Future], client: Client | None = None, workers: tuple[str, ...] = ()) -> None:
+    """Wait until every shard is in memory; raise a shard's own error (e.g. NaN in X), a clear error as soon as
+    one of ``workers`` is lost meanwhile (a shard too large for it, or a fault), or a timeout."""
+    deadline = time.monotonic() + PLACE_TIMEOUT
+    while True:
+        try:
+            wait(futures, timeout=min(WATCH_SECONDS, max(deadline - time.monotonic(), 0.0)))
+            break
+        except (TimeoutError, FuturesTimeout):
+            pass
+        if any(f.status == "error" for f in futures):
+            break
+        if client is not None and workers and not set(workers) <= set(worker_addresses(client)):
+            lost = sorted(set(workers) - set(worker_addresses(client)))
+            raise RuntimeError(
+                f"worker(s) {lost} died while the shards were being built (a shard too large for the worker's "
+                f"memory is the usual cause: check the dashboard's memory bars); {restart_advice(client)}"
+            )
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"the shards were not built within {PLACE_TIMEOUT:.0f} s: the cluster may be overloaded; "
+                f"{restart_advice(client)}"
+            )
     for future in futures:
         if future.status == "error":
             future.result()
 
 
+def check_memory(client: Client, rows: list[np.ndarray], n_weights: int, pinned: list[str]) -> None:
+    """Refuse, before anything is sent, shards that would not fit in their worker's memory.
+
+    Each worker's shards (``X`` and ``y`` as float64) may take at most :data:`MEMORY_SHARE` of its memory
+    limit; a worker with no limit is not checked. The error says how large the shards are, the limit, and what
+    to do. Used by :func:`place_shards` (notebooks 03-11).
+    """
+    info = worker_info(client)
+    need: dict[str, int] = {}
+    for r, addr in zip(rows, pinned):
+        need[addr] = need.get(addr, 0) + len(r) * (n_weights + 1) * 8
+    for addr, nbytes in need.items():
+        limit = int(info.get(addr, {}).get("memory_limit") or 0)
+        if limit and nbytes > MEMORY_SHARE * limit:
+            raise MemoryError(
+                f"the shards for worker {addr} hold {nbytes / 2**30:.2f} GiB of data (X and y as float64), more "
+                f"than {MEMORY_SHARE:.0%} of its memory limit of {limit / 2**30:.2f} GiB (building a shard holds its "
+                "rows twice). Give the workers more memory or add workers (on the course's cluster: "
+                "dml.close_client(), then dml.get_client(n_workers=..., memory_limit=...)), or make the data as dask "
+                "arrays on the workers (dml.make_regression) instead of sending a numpy array"
+            )
+
+
 def forget(placement: Placement) -> None:
-    """Drop one placement from the cache (after a lost worker), releasing its shards."""
+    """Drop one placement from the cache (its shards stay while something holds them)."""
     _cache.pop(placement.key, None)
+
+
+def discard(client: Client, placement: Placement) -> None:
+    """Drop a placement from the cache and cancel its futures (shards and the actors built on them).
+
+    After a lost worker its tasks may be pinned to an address that is gone: when every worker was lost at
+    once, Dask leaves such tasks waiting for that address for good (the replacement has another one), so
+    they are cancelled rather than left to be recomputed.
+    """
+    forget(placement)
+    extra = [f for name, value in placement.extras.items() if name.endswith("_futures") for f in value]
+    client.cancel(list(placement.futures) + extra)
+
+
+def _discard_stale(client: Client, workers: tuple[str, ...]) -> None:
+    """Discard every cached placement of ``client`` made on workers of which one is gone."""
+    alive = set(workers)
+    for stale in [p for k, p in _cache.items() if k[0] == id(client) and not set(k[1]) <= alive]:
+        discard(client, stale)
 
 
 def build_shard(x_blocks: list, y_blocks: list, selectors: list, node: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +255,7 @@ def gather_rows(client: Client, placement: Placement) -> tuple[np.ndarray, np.nd
 
     Only for small data: everything comes to the client.
     """
-    _wait_for(placement.futures)
+    _wait_for(placement.futures, client)
     shards = bounded("gathering the shards", client.gather, placement.futures)
     X = np.empty((placement.n_rows, placement.n_weights))
     y = np.empty(placement.n_rows)

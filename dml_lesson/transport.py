@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FuturesTimeout
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from distributed import Client
 from distributed.protocol import to_serialize
 from distributed.scheduler import KilledWorker
-from distributed.utils import sync
 
-from .cluster import worker_addresses
+from .cluster import restart_advice, worker_addresses
 from .comm import message_nbytes
 from .node import ActorStateLost, NodeConfig, NodeReply, ShardActor, node_step
-from .shards import Placement, forget
+from .shards import Placement, discard
 
+T = TypeVar("T")
 TRANSPORTS = ("actors", "tasks")
 STEP_TIMEOUT = 120.0
 """Seconds the server waits for its nodes in one step before it stops with a clear error."""
@@ -79,8 +79,8 @@ class Resilient:
                 if len(self.recoveries) >= MAX_RECOVERIES:
                     raise RuntimeError(
                         f"workers were lost {len(self.recoveries) + 1} times during this run (at steps "
-                        f"{self.recoveries + [step]}); giving up. Check the workers' memory (dashboard) and "
-                        "restart the cluster with dml.close_client()"
+                        f"{self.recoveries + [step]}); giving up. Check the workers' memory (dashboard); "
+                        f"{restart_advice(self.client)}"
                     ) from exc
                 self._recover(step)
             except KilledWorker as exc:
@@ -89,15 +89,18 @@ class Resilient:
                     f"step {step} failed: the workers running one of its node tasks died {tries} in a row "
                     "(Dask stops retrying a task after distributed.scheduler.allowed-failures worker deaths, 3 by "
                     "default), so the task may be what kills them, e.g. by running out of memory. Check the "
-                    "workers' memory on the dashboard, then restart the cluster with dml.close_client() and rerun"
+                    f"workers' memory on the dashboard; {restart_advice(self.client)}"
                 ) from exc
 
     def _recover(self, step: int) -> None:
         self.recoveries.append(step)
+        discard(self.client, self.placement)  # its tasks may be pinned to the lost address: cancel, build anew
         deadline = time.monotonic() + RECOVER_WAIT  # let the nanny bring the replacement up, to spread the shards
         while len(worker_addresses(self.client)) < self.n_workers and time.monotonic() < deadline:
             time.sleep(0.1)  # past the deadline, go on with the workers that are alive
-        forget(self.placement)
+        if not worker_addresses(self.client):
+            raise RuntimeError(f"every worker was lost at step {step} and none came back within "
+                               f"{RECOVER_WAIT:.0f} s; {restart_advice(self.client)}")
         self.placement = self.place()
         self.inner = connect(self.client, self.placement, self.config, self.kind)
 
@@ -105,7 +108,7 @@ class Resilient:
 def _timeout_error(step: int) -> TimeoutError:
     return TimeoutError(
         f"the nodes did not answer step {step} within {STEP_TIMEOUT:.0f} s: the cluster may be stuck or "
-        "overloaded; restart it with dml.close_client() and rerun the cell"
+        f"overloaded; {restart_advice()}"
     )
 
 
@@ -139,7 +142,7 @@ class ActorTransport:
                 _result(call, step)
             self.busy = {}
             try:  # one hop to the client's event loop for the whole round, not one per node and way
-                replies = sync(self.loop, _call_all, self.actors, w, step, need_grad, callback_timeout=STEP_TIMEOUT)
+                replies = run_on_loop(self.loop, _call_all(self.actors, w, step, need_grad), STEP_TIMEOUT)
             except TimeoutError as exc:
                 raise _timeout_error(step) from exc
             return replies, *_bytes(w, step, need_grad, len(self.actors), replies)
@@ -169,6 +172,26 @@ class TaskTransport:
         return replies, *_bytes(w, step, need_grad, len(calls), replies)
 
 
+
+
+def run_on_loop(loop: Any, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Run ``coro`` on the client's event loop (``client.loop``) and wait for its result, ``timeout`` s at most.
+
+    A Stop in the notebook (``KeyboardInterrupt``) cancels the coroutine on the loop and reaches the learner as a
+    plain ``KeyboardInterrupt``. (Dask's ``distributed.utils.sync``, which ``client.sync`` uses, can print a
+    ``NameError`` from its loop thread when it is stopped before its coroutine has started.)
+
+    Raises
+    ------
+    TimeoutError
+        When ``coro`` has not finished within ``timeout`` seconds (it is cancelled).
+    """
+    future = asyncio.run_coroutine_threadsafe(coro, loop.asyncio_loop)
+    try:
+        return future.result(timeout)
+    except BaseException:  # a timeout, or a Stop: nothing keeps running on the loop
+        future.cancel()
+        raise
 
 
 async def _call_all(actors: list[Any], w: np.ndarray, step: int, need_grad: bool) -> list[NodeReply]:

@@ -30,7 +30,7 @@ import numpy as np
 from distributed import Client, Future, get_worker, wait
 
 from ._checks import check_float, check_int, check_seed
-from .cluster import check_client
+from .cluster import check_client, worker_addresses
 from .models import Model, get_model
 from .optim import check_xy, sgd
 
@@ -230,7 +230,7 @@ def bayesian_search(data: SharedData, n_trials: int = 16, lr_range: tuple[float,
     seed = check_seed("seed", seed)
     low, high = _check_range(lr_range)
     client = check_client(client)
-    batch = len(client.scheduler_info(n_workers=-1)["workers"]) if batch is None else batch
+    batch = len(worker_addresses(client)) if batch is None else batch
     batch = check_int("batch", batch, low=1)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup)
     study = optuna.create_study(direction="minimize", sampler=sampler)
