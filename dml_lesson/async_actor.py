@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .faults import slowdown
+from .faults import held, slowdown, waiting_on_hold
 from .node import NodeConfig, NodeReply, aligned
 from .optim import minibatch_indices
 from .result import DIVERGENCE_FACTOR
@@ -22,6 +22,9 @@ from .server import combine
 
 CALL_TIMEOUT = 60.0
 """Seconds a node waits for one answer of the server (a push, or the wait for slower nodes under a bound)."""
+HOLD_POLL = 0.01
+"""How often a node on a held worker (:func:`~dml_lesson.faults.hold_worker`) asks the server whether the run is
+over."""
 
 
 async def worker_loop(server: Any, shards: list[tuple[np.ndarray, np.ndarray]], nodes: list[int],
@@ -40,7 +43,9 @@ async def node_loop(server: Any, shard: tuple[np.ndarray, np.ndarray], config: N
 
     The loop ends when the server answers ``None`` (done or stopped); every call has a timeout, so a lost
     server ends it too. A worker slowed down with :func:`~dml_lesson.faults.slow_worker` makes its nodes
-    sleep (without blocking the event loop) as a synchronous node step would.
+    sleep (without blocking the event loop) as a synchronous node step would; on a worker held with
+    :func:`~dml_lesson.faults.hold_worker` a node waits before each push until the worker is released or the
+    run is over (it then pushes, and the server answers ``None``).
     """
     X, y = aligned(shard)
     model, seed = config.model, config.seed
@@ -55,11 +60,22 @@ async def node_loop(server: Any, shard: tuple[np.ndarray, np.ndarray], config: N
         factor = slowdown()
         if factor > 1.0:
             await asyncio.sleep((factor - 1.0) * (time.perf_counter() - started))
+        if held():
+            await _wait_while_held(server)
         count = len(y) if isinstance(idx, slice) else len(idx)
         message = (node, clock, version, grad_sum.tolist(), count)  # one small pickle: cheaper than an array's frames
         reply = await asyncio.wait_for(server.push(message), CALL_TIMEOUT)
         clock += 1
     return clock
+
+
+async def _wait_while_held(server: Any) -> None:
+    """Wait until this worker is released (:func:`~dml_lesson.faults.release_workers`) or the run is over."""
+    with waiting_on_hold():
+        while held():
+            if (await asyncio.wait_for(server.progress(), CALL_TIMEOUT))["stopped"]:
+                return
+            await asyncio.sleep(HOLD_POLL)
 
 
 class AsyncServer:

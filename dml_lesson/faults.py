@@ -3,16 +3,20 @@
 ``kill_worker`` sends SIGKILL to the worker process itself (not a flag in our code): the scheduler sees the
 worker vanish, recomputes the data it held from lineage, and the nanny starts a replacement under a new
 address. ``slow_worker`` makes every node step on that worker take ``factor`` times as long, by sleeping
-``(factor - 1)`` times the measured compute time inside the step. ``kill_at`` and friends build the
-``on_step`` callbacks that the parameter server calls before each step. This module knows nothing of models.
+``(factor - 1)`` times the measured compute time inside the step. ``hold_worker`` makes a worker's node steps
+wait at their end until ``release_workers``: a straggler as slow as a demonstration or a test needs, with no timing
+involved (the tests use it to know which nodes answer a step). ``kill_at`` and friends build the ``on_step``
+callbacks that the parameter server calls before each step. This module knows nothing of models.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from distributed import Client
 
@@ -20,6 +24,9 @@ from ._checks import check_float, check_int
 from .cluster import bounded, get_client, restore_workers, worker_addresses
 
 _SLOWDOWN = {"factor": 1.0}
+HOLD_SECONDS = 60.0
+"""The longest a held worker's node steps wait for :func:`release_workers`: a forgotten hold ends by itself."""
+_HOLD: dict = {"released": None, "until": 0.0, "waiting": 0, "lock": threading.Lock()}
 
 
 def kill_worker(worker: int | str, client: Client | None = None) -> str:
@@ -75,12 +82,80 @@ def slow_worker(worker: int | str, factor: float, client: Client | None = None) 
 
 
 def reset_slowdowns(client: Client | None = None) -> None:
-    """Every worker back to full speed."""
-    bounded("resetting the workers' speed", (client or get_client()).run, _set_slowdown, 1.0)
+    """Every worker back to full speed: slowdowns undone, held workers released."""
+    bounded("resetting the workers' speed", (client or get_client()).run, _reset)
 
 
 def _set_slowdown(factor: float) -> None:
     _SLOWDOWN["factor"] = factor
+
+
+def _reset() -> None:
+    _set_slowdown(1.0)
+    _release()
+
+
+def hold_worker(worker: int | str, client: Client | None = None, seconds: float = HOLD_SECONDS) -> str:
+    """Hold ``worker``: each node step on it waits at its end until :func:`release_workers` (or
+    :func:`reset_slowdowns`) is called, at most ``seconds``; return its address.
+
+    A straggler without timing: as long as the hold lasts, the worker's nodes cannot answer, however busy the
+    machine is. A synchronous step waits for them; backup workers and the asynchronous server go on without
+    them (an asynchronous node also stops waiting when its run is over).
+    """
+    client = client or get_client()
+    seconds = check_float("seconds", seconds, low=0.0, high=3600.0, low_open=True)
+    addresses = worker_addresses(client)
+    address = worker if isinstance(worker, str) else addresses[check_int("worker", worker, low=0,
+                                                                          high=len(addresses) - 1)]
+    if address not in addresses:
+        raise ValueError(f"worker {address!r} is not in the cluster; workers: {addresses}")
+    bounded("holding the worker", client.run, _set_hold, seconds, workers=[address])
+    return address
+
+
+def release_workers(client: Client | None = None) -> None:
+    """Let every held worker's node steps finish (see :func:`hold_worker`)."""
+    bounded("releasing the held workers", (client or get_client()).run, _release)
+
+
+def _set_hold(seconds: float) -> None:
+    with _HOLD["lock"]:
+        if _HOLD["released"] is None:
+            _HOLD["released"] = threading.Event()
+        _HOLD["until"] = time.monotonic() + seconds
+
+
+def _release() -> None:
+    with _HOLD["lock"]:
+        event, _HOLD["released"] = _HOLD["released"], None
+    if event is not None:
+        event.set()
+
+
+def held() -> bool:
+    """True on a worker held by :func:`hold_worker` and not yet released."""
+    event = _HOLD["released"]
+    return event is not None and not event.is_set() and time.monotonic() < _HOLD["until"]
+
+
+def held_steps() -> int:
+    """Node steps waiting on this worker's hold right now (run it on the workers with ``client.run``)."""
+    return _HOLD["waiting"]
+
+
+@contextmanager
+def waiting_on_hold() -> Iterator[threading.Event | None]:
+    """Count a node step as waiting on the hold while inside; yields the event that ends the hold (None: not
+    held)."""
+    with _HOLD["lock"]:
+        event = _HOLD["released"]
+        _HOLD["waiting"] += event is not None
+    try:
+        yield event
+    finally:
+        with _HOLD["lock"]:
+            _HOLD["waiting"] -= event is not None
 
 
 def slowdown() -> float:
@@ -89,15 +164,20 @@ def slowdown() -> float:
 
 
 def slowed_down() -> bool:
-    """True on a worker that :func:`slow_worker` has slowed down."""
-    return slowdown() > 1.0
+    """True on a worker that :func:`slow_worker` has slowed down or :func:`hold_worker` holds."""
+    return slowdown() > 1.0 or held()
 
 
 def straggle(started: float) -> None:
-    """Called at the end of a node step: sleep so that the step took ``factor`` times its compute time."""
+    """Called at the end of a node step: sleep so that the step took ``factor`` times its compute time; on a
+    held worker, then wait for the release."""
     factor = _SLOWDOWN["factor"]
     if factor > 1.0:
         time.sleep((factor - 1.0) * (time.perf_counter() - started))
+    if held():
+        with waiting_on_hold() as released:
+            if released is not None:
+                released.wait(max(_HOLD["until"] - time.monotonic(), 0.0))
 
 
 def scattered_data_lost(worker: int = 1, client: Client | None = None) -> str:

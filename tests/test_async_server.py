@@ -1,7 +1,9 @@
 """The asynchronous parameter server: it converges, records the staleness of every gradient, keeps a staleness
 bound, equals the synchronous server with bound 0, and leaves no loop, thread or actor behind.
 
-Asynchronous runs depend on timing: apart from bound 0 these tests check properties, not numbers.
+Asynchronous runs depend on timing: these tests check what holds for any timing (every update replayed exactly
+from its records; a held straggler's run is SGD on the other node's shard; bound 0 is the synchronous server). How
+fast, how stale and how close to the noise floor a run gets on this machine is ``benchmarks/stragglers.py``'s.
 """
 
 import time
@@ -21,12 +23,31 @@ def data():
     return dml.make_regression(2000, 3, noise=0.1, seed=3, block_size=125)[:2]
 
 
+def replay(client, X, y, res, lr, batch_size, seed):
+    """Check every update against the records, exactly: update ``k`` applies the gradients recorded for it
+    (node, clock), each computed at the version of ``w`` recorded as read; returns the shards' rows."""
+    from dml_lesson.models import LINEAR
+
+    Xn, yn = dml.to_numpy(X, y)
+    rows = dml.place_shards(client, X, y, n_nodes=res.params["n_nodes"]).rows  # the run's placement (cached)
+    per_update = 1 if res.params["staleness_bound"] is None else res.params["n_nodes"]
+    assert len(res.nodes) == per_update * res.n_steps
+    for k in range(res.n_steps):
+        grad_sum, count = 0.0, 0
+        for i in range(k * per_update, (k + 1) * per_update):
+            node, clock, read = res.nodes[i], res.clocks[i], res.versions_read[i]
+            Xs, ys = Xn[rows[node]], yn[rows[node]]
+            idx = dml.minibatch_indices(len(ys), batch_size, seed, node, clock)
+            grad_sum, count = grad_sum + LINEAR.sums(res.weights[read], Xs[idx], ys[idx])[1], count + len(ys[idx])
+        assert np.max(np.abs(res.weights[k + 1] - (res.weights[k] - lr * grad_sum / count))) < 1e-12, k
+    return rows
+
+
 def test_async_converges_and_records_every_gradient(client, data):
     X, y = data
     res = async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=300, seed=1, client=client)
     assert isinstance(res, AsyncResult) and not res.diverged
     assert res.n_steps == 300 and len(res.losses) == 301 and res.weights.shape == (301, 4)
-    assert res.losses[-1] < 0.02 < res.losses[0]  # noise floor 0.01; starts near the variance of y
     # one record per update, each from a known node, clocks counting up per node
     assert len(res.staleness) == len(res.nodes) == 300 == res.params["gradients"]
     assert set(res.nodes) <= {0, 1, 2, 3} and len(set(res.nodes)) >= 2
@@ -35,8 +56,15 @@ def test_async_converges_and_records_every_gradient(client, data):
     # staleness = updates applied between the read and the arrival: in [0, updates so far)
     assert np.all(res.staleness >= 0) and np.all(res.staleness <= np.arange(300))
     assert np.all(res.versions_read + res.staleness == np.arange(300))
-    assert np.all(np.diff(res.arrival_times) >= 0) and np.all(res.step_times >= 0)
-    assert res.updates_per_second > 0 and np.array_equal(res.messages, 2 * np.arange(301))
+    replay(client, X, y, res, lr=0.05, batch_size=16, seed=1)  # and each update used the w it says it read
+    # Which w each gradient meets depends on timing. At worst (nodes 1-3 stalled through the whole run, their
+    # gradients of w0 applied last) the loss ends near 0.46, a 14th of the start; the noise floor (0.01) is
+    # reached when the staleness stays small, as here on a quiet machine (benchmarks/stragglers.py)
+    assert res.losses[-1] < res.losses[0] / 5
+    # update k happens at the arrival of gradient k: the server's clock gives both
+    assert np.allclose(res.elapsed[1:], res.arrival_times, rtol=1e-9, atol=1e-12)
+    assert res.updates_per_second == pytest.approx(300 / res.arrival_times[-1], rel=1e-9)
+    assert np.array_equal(res.messages, 2 * np.arange(301))
 
 
 @pytest.mark.parametrize("bound", [1, 3])
@@ -46,8 +74,12 @@ def test_staleness_bound_holds(client, data, bound):
     assert res.n_steps == 80 and len(res.staleness) == 4 * 80  # every node's gradient in every update
     assert res.staleness.max() <= bound and res.staleness.min() >= 0
     assert res.losses[-1] < res.losses[0] / 10
-    # update t combines clock t of every node, each computed at a version >= t - bound
+    # update t combines clock t of every node, in node order, each computed at a version >= t - bound
+    assert np.array_equal(res.nodes, np.tile(np.arange(4), 80))
+    assert np.array_equal(res.clocks, np.repeat(np.arange(80), 4))
     assert np.all(res.versions_read >= res.clocks - bound)
+    assert np.array_equal(res.versions_read + res.staleness, res.clocks)
+    replay(client, X, y, res, lr=0.05, batch_size=16, seed=0)
 
 
 @pytest.mark.parametrize("n_nodes", [1, 3])
@@ -75,38 +107,58 @@ def test_divergence_stops_the_run_quietly(client, data):
     assert res.diverged and res.diverged_at is not None and res.n_steps < 2000
 
 
-def test_a_straggler_does_not_hold_up_the_others(client):
-    X, y, _ = dml.make_regression(100_000, 3, noise=0.1, seed=2)  # big batches: computing, not messages, dominates
-    # Slow down the worker that holds node 1 (after the fault tests' restarts, worker 1 in address order need not be)
-    slow = dml.place_shards(client, X, y, n_nodes=2).workers[1]
-    faults.slow_worker(slow, 20.0, client)
+def test_a_straggler_does_not_hold_up_the_others(client, data):
+    """Node 1's worker is held for the whole run (faults.hold_worker: its nodes cannot push, however the machine is
+    loaded): node 0 makes every update alone, never stale, and the run is SGD on node 0's shard."""
+    X, y = data
+    Xn, yn = dml.to_numpy(X, y)
+    p = dml.place_shards(client, X, y, n_nodes=2)
+    assert p.workers[0] != p.workers[1]  # two workers (the fault tests restore them)
+    faults.hold_worker(p.workers[1], client, seconds=30)  # a server that waited for node 1 would fail after 30 s
     try:
-        res = async_sgd(X, y, n_nodes=2, lr=0.05, batch_size=20_000, n_updates=40, client=client)
+        res = async_sgd(X, y, n_nodes=2, lr=0.05, batch_size=16, n_updates=60, seed=2, client=client)
     finally:
         faults.reset_slowdowns(client)
-    assert res.params["workers"][1] == slow != res.params["workers"][0]
-    counts = np.bincount(res.nodes, minlength=2)
-    assert counts[0] > counts[1]  # node 1 lives on the slow worker: it pushes fewer gradients
-    assert res.staleness[res.nodes == 1].mean() > res.staleness[res.nodes == 0].mean()
+    assert res.params["workers"] == p.workers and res.n_steps == 60 and not res.diverged
+    assert np.array_equal(res.nodes, np.zeros(60)) and np.array_equal(res.clocks, np.arange(60))
+    assert np.all(res.staleness == 0) and np.array_equal(res.versions_read, np.arange(60))
+    ref = dml.sgd(Xn[p.rows[0]], yn[p.rows[0]], lr=0.05, batch_size=16, n_steps=60, seed=2)
+    assert np.max(np.abs(res.weights - ref.weights)) < 1e-12
 
 
-def _actors_and_threads(dask_worker):
+def _async_leftovers(dask_worker):
+    """Server actors, node-loop tasks and threads on a worker."""
     import threading
 
-    return len(dask_worker.state.actors), threading.active_count()
+    from dml_lesson.async_actor import AsyncServer
+
+    servers = sum(isinstance(a, AsyncServer) for a in dask_worker.state.actors.values())
+    loops = sum(str(k).startswith("async-nodes-") for k in dask_worker.state.tasks)
+    return servers, loops, threading.active_count()
 
 
 def test_no_loop_thread_or_actor_left_behind(client, data):
+    import gc
+
     X, y = data
     async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=20, client=client)  # warm up: shards, threads
-    before = client.run(_actors_and_threads)
-    for bound in [None, 2, None]:
-        async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=50, staleness_bound=bound, client=client)
-    deadline = time.monotonic() + 10
-    while (after := client.run(_actors_and_threads)) != before and time.monotonic() < deadline:
-        time.sleep(0.1)  # releasing an actor reaches its worker a moment later
-    assert {a: n for a, (n, _) in after.items()} == {a: n for a, (n, _) in before.items()}
-    assert all(after[a][1] <= before[a][1] for a in before)
+    gc.collect()
+    before = client.run(_async_leftovers)
+    gc.disable()  # only the run's own releases may free the server actor: a collection would hide a missing one
+    try:
+        for bound in [None, 2, None]:
+            async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=50, staleness_bound=bound, client=client)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # releasing an actor reaches its worker a moment later
+            after = client.run(_async_leftovers)
+            if all(s == 0 and n == 0 and t <= before[a][2] for a, (s, n, t) in after.items()):
+                break
+            time.sleep(0.1)
+    finally:
+        gc.enable()
+    assert after.keys() == before.keys()
+    assert {a: (s, n) for a, (s, n, _) in after.items()} == {a: (0, 0) for a in after}
+    assert all(after[a][2] <= before[a][2] for a in before)
     assert not [k for k in client.who_has() if str(k).startswith("async-nodes-")]
 
 

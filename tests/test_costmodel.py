@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dml_lesson.calibration import FIXED_COST_SIZE, _link, calibrate
+from dml_lesson.calibration import (
+    BOUNDED_NOTE,
+    FIXED_COST_SIZE,
+    SWEEP_MB,
+    _cache_bytes,
+    _fixed_cost,
+    _link,
+    calibrate,
+)
 from dml_lesson.costmodel import (
     DATACENTER_10G,
     DATACENTER_100G,
@@ -123,8 +131,23 @@ def test_link_from_timings():
     assert link.bandwidth == pytest.approx(4e6 / 4e-3)  # fastest big minus fastest small
     hop = _link("hops", {1: [5e-3], 3: [4e-3], "big": [9e-3]}, 3, 4_000_000, messages=1)
     assert hop.latency == pytest.approx(5e-3) and hop.overhead == 0.0  # faster with 3 at once: noise, 0
-    with pytest.raises(RuntimeError, match="too busy"):
-        _link("calls", {1: [2e-3], 2: [3e-3], "big": [1e-3]}, 2, 4_000_000, messages=2)
+    # a busy machine hid the big message's extra time: no error, a bound (the whole fastest big call as transfer)
+    busy = _link("calls", {1: [2e-3, 1e-3], 2: [3e-3], "big": [1.5e-3, 1e-3]}, 2, 4_000_000, messages=2)
+    assert busy.name == "calls" + BOUNDED_NOTE and busy.bandwidth == pytest.approx(4e6 / 1e-3)
+    assert busy.latency == pytest.approx(0.75e-3) and busy.overhead == pytest.approx(1.5e-3 / 2)
+    assert BOUNDED_NOTE not in link.name and BOUNDED_NOTE not in hop.name
+
+
+def test_cache_size_and_fixed_cost_from_timings():
+    assert SWEEP_MB == (4, 16, 64, 128)
+    # in the cache up to 64 MB: 1.0 ns per value, then 1.44 ns; the geometric mean of 1.0 and 1.44 is 1.2
+    assert _cache_bytes([1.0e-9, 1.0e-9, 1.1e-9, 1.44e-9]) == 64 * 2**20
+    assert _cache_bytes([1.0e-9, 1.3e-9, 1.4e-9, 1.44e-9]) == 4 * 2**20
+    assert _cache_bytes([2.0e-9, 1.0e-9, 1.0e-9, 1.0e-9]) == 128 * 2**20  # no slowdown with size: all in the cache
+    assert _cache_bytes([1.0e-9, 1.05e-9, 1.3e-9, 1.21e-9]) == 16 * 2**20  # 64 MB is past the mean (1.1 ns)
+    # the median step minus the compute of the fixed-cost problem (8,000 x 10 at 1 ns: 80 us)
+    assert _fixed_cost([3e-3, 5e-3, 4e-3], 1e-9, 8000, 10) == pytest.approx(4e-3 - 8e-5)
+    assert _fixed_cost([1e-4, 2e-4, 3e-4], 1e-7, 8000, 10) == 0.0  # compute measured larger than the step: noise
 
 
 def test_the_fixed_cost_problem_is_not_a_checked_one_and_computes_in_a_thread():
@@ -171,16 +194,36 @@ def test_bad_settings_are_named_with_their_range(make, match):
 
 
 @pytest.mark.cluster
-def test_calibration_measures_positive_finite_costs(client):
+def test_calibration_measures_finite_costs_and_survives_a_busy_machine(client, monkeypatch):
+    """Only what holds on any machine, however busy: the relations between the numbers are the helpers' (tested
+    above with given timings); how they compare on this machine is benchmarks/stragglers.py's. The direct calls'
+    big messages are made to look no slower than small ones, as other work on the machine can: calibrate
+    measures more of them, then bounds the bandwidth instead of failing (notebook 11 calls it)."""
+    from dml_lesson import calibration
+    from dml_lesson.cluster import worker_addresses
+
+    real, big = calibration._calls, []
+
+    def busy_calls(client, actors, n_values):
+        seconds = real(client, actors, n_values)
+        if n_values == 1:
+            return seconds
+        big.append(seconds)
+        return 1e-6  # faster than any small call: the big message's extra time hidden
+
+    monkeypatch.setattr(calibration, "_calls", busy_calls)
     cal = calibrate(client, n_rows=5000, n_weights=20, hops=6, repeats=2)
-    values = [cal.compute_per_value, cal.direct.latency, cal.direct.bandwidth, cal.hop.latency, cal.hop.bandwidth,
-              cal.server_fixed, cal.ring_fixed]
-    assert all(np.isfinite(v) and v > 0 for v in values)
-    assert all(np.isfinite(v) and v >= 0 for v in (cal.direct.overhead, cal.hop.overhead))
-    assert cal.cache_bytes >= 2**20 and np.isfinite(cal.memory_per_value) and cal.memory_per_value > 0
-    assert cal.cores == 2
-    # a one-node ring step is at least its three task hops; a server step at least a round trip
-    assert cal.ring_fixed > cal.server_fixed > cal.direct.latency
+    assert len(big) == 2 + calibration.BIG_RETRIES  # 2 repeats, then every retry
+    assert cal.direct.name == "direct call (client to actor)" + BOUNDED_NOTE
+    assert cal.direct.bandwidth == pytest.approx(8 * 512 * 1024 / 1e-6)  # the bound: the whole call as transfer
+    assert isinstance(cal, Calibration) and cal.cores == len(worker_addresses(client)) == 2
+    assert cal.hop.name.startswith("task hop (worker to worker)")
+    timed = [cal.compute_per_value, cal.memory_per_value, cal.direct.latency, cal.direct.bandwidth,
+             cal.hop.latency, cal.hop.bandwidth]  # each from an elapsed time: never 0
+    assert all(math.isfinite(v) and v > 0 for v in timed)
+    costs = [cal.direct.overhead, cal.hop.overhead, cal.server_fixed, cal.ring_fixed]
+    assert all(math.isfinite(v) for v in costs)  # differences of timings, counted as 0 when noise makes them < 0
+    assert cal.cache_bytes in [mb * 2**20 for mb in SWEEP_MB]
 
 
 def test_topology_frames_end_with_every_piece_summed_everywhere():
