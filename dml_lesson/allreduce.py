@@ -154,9 +154,9 @@ def submit_ring(client: Client, placement: Placement, config: NodeConfig, w: np.
                 need_grad: bool, aggregate: str, tag: str, strict: bool = False) -> RingStep:
     """Submit one step: node gradients, reduce-scatter, all-gather; node 0 assembles its copy of the total.
 
-    Each task is pinned to its node's worker. ``strict=False`` (training) lets Dask move a task elsewhere (work
-    stealing on a busy worker, or a lost worker: the run goes on); ``strict=True`` (measuring bytes) keeps
-    every task where its node lives, so that the transfers are exactly the algorithm's.
+    Each task is pinned to its node's worker. ``strict=False`` (training) lets Dask move a task elsewhere (a lost
+    worker: the run goes on; on an external cluster with work stealing, also a busy one); ``strict=True``
+    (measuring bytes) keeps every task where its node lives, so that the transfers are exactly the algorithm's.
     """
     n, d, addr = placement.n_nodes, len(w), placement.workers
     where = {"allow_other_workers": not strict, "pure": False}
@@ -345,11 +345,12 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
 def memory_manager_paused(client: Client) -> Iterator[None]:
     """Pause Dask's Active Memory Manager for the block, if it runs (notebook 11's byte counts).
 
-    Its ReduceReplicas policy drops a copy of data that two workers hold as soon as one copy serves the
-    remaining tasks; a later task on the dropping worker then fetches the data back: a transfer that is the
-    memory manager's, not the algorithm's (seen: a ring piece of 104 bytes fetched back 50-80 ms later, under
-    load). The course's own cluster starts without it (:mod:`dml_lesson.cluster`); on another cluster it is
-    stopped for the block and started again after.
+    At each pass (every 2 s by default) its ReduceReplicas policy drops the extra copies of data that several
+    workers hold, keeping one (more while waiting tasks on other workers need it); a later task on a worker that
+    lost its copy then fetches the data again: a transfer that is the memory manager's, not the algorithm's
+    (seen: a ring piece of 104 bytes fetched back 50-80 ms later, under load). The course's own cluster starts
+    without it (:mod:`dml_lesson.cluster`); on another cluster it is stopped for the block and started again
+    after.
     """
     was_running = bool(client.amm.running())
     if was_running:

@@ -142,11 +142,13 @@ SCHEDULER_CONFIG = {
     "distributed.scheduler.work-stealing": False,
 }
 """Two of the scheduler's own initiatives that the course's cluster runs without, because no lesson is about them
-and both make what the notebooks print depend on timing. The Active Memory Manager drops a copy of data that
-two workers hold as soon as one is enough; when a later task on the first worker needs it, the data is fetched
-back (notebook 11 counted such bytes as the algorithm's). Work stealing moves a task that is waiting on a busy
-worker to an idle one, even a task pinned with ``allow_other_workers=True``: a node's step could run away from
-its shard (notebooks 03 and 04 print where tasks ran). A lost worker's tasks still move: that is not stealing."""
+and both make what the notebooks print depend on timing. The Active Memory Manager, at each pass (every 2 s by
+default), drops the extra copies of data that several workers hold, keeping one (more while waiting tasks on
+other workers need it); when a later task on a worker that lost its copy needs the data, it is fetched again
+(before this setting, notebook 11 counted such bytes as the algorithm's). Work stealing moves a task queued on a
+busy worker to an idle one: a task placed with ``workers=[addr]`` and ``allow_other_workers=True`` (a preference,
+as the course's node tasks are placed) may move anywhere, so a node's step could run on another worker than its
+shard's (notebooks 03 and 04 print where tasks ran). A lost worker's tasks still move: that is not stealing."""
 
 
 def _local_cluster(n_workers: int, memory_limit: str) -> LocalCluster:
@@ -165,8 +167,18 @@ def _local_cluster(n_workers: int, memory_limit: str) -> LocalCluster:
         )
     # A nanny whose restart fails logs an error in this process, and so in the running cell (a failed cell
     # under nbval). The course handles it: restore_workers and faults.wait_until_replaced start a new worker.
-    logging.getLogger("distributed.nanny").setLevel(logging.CRITICAL)
+    # Only that message is dropped; every other nanny message still shows.
+    nanny_log = logging.getLogger("distributed.nanny")
+    if not any(isinstance(f, _HandledRestartFailure) for f in nanny_log.filters):
+        nanny_log.addFilter(_HandledRestartFailure())
     return cluster
+
+
+class _HandledRestartFailure(logging.Filter):
+    """Drops the nanny's "Failed to restart worker after its process exited" (see :func:`_local_cluster`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to restart worker")
 
 
 def _reconnected(client: Client, timeout: float) -> bool:
@@ -222,12 +234,14 @@ def restart_advice(client: Client | None = None) -> str:
     else:
         address = None if client.cluster is not None else _address_of(client)
     if not address:
-        return "restart the cluster with dml.close_client() and dml.get_client(), then rerun the cell"
-    local = ("unset DASK_SCHEDULER_ADDRESS and restart the kernel" if dask.config.get("scheduler-address", None)
-             else "call dml.close_client(), then dml.get_client() without address=")
+        return ("restart the cluster: dml.close_client(), then client = dml.get_client() (or rerun the notebook's "
+                "setup cell), then rerun this cell")
+    local = ("stop JupyterLab, unset DASK_SCHEDULER_ADDRESS and start it again (the kernel inherits the variable)"
+             if dask.config.get("scheduler-address", None)
+             else "call dml.close_client(), then client = dml.get_client() without address=")
     return (f"this cluster runs outside the notebook, so dml.close_client() cannot restart it: restart its "
-            f"scheduler at {address} and its workers (dask scheduler, dask worker {address}), then rerun the "
-            f"cell; or, for a local cluster instead, {local}")
+            f"scheduler at {address} and its workers (shell commands: dask scheduler, then dask worker {address} "
+            f"on each worker machine), then rerun the cell; or, for a local cluster instead, {local}")
 
 
 WAIT_TIMEOUT = 60.0

@@ -59,7 +59,8 @@ def check_binary_labels(y: np.ndarray) -> None:
     bad = (y != 0.0) & (y != 1.0)
     if bad.any():
         raise ValueError(f"y must hold only the labels 0 and 1 for model='logistic', got {y[bad][0]:g}: "
-                         "map the two classes to 0 and 1 first, e.g. y = (labels == positive_label)")
+                         "map the two classes to 0 and 1 first, e.g. y = (labels == positive_label); for continuous "
+                         "targets use model='linear'")
 
 
 def logistic_sums(w: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

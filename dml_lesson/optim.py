@@ -173,8 +173,8 @@ def check_xy(X: Any, y: Any, *, allow_dask: bool = False) -> tuple[Any, Any]:
     for name, arr in (("X", X), ("y", y)):
         if any(math.isnan(n) for n in arr.shape):
             raise ValueError(
-                f"{name} must have known chunk sizes, got shape {arr.shape} (a filter such as X[y > 0] leaves "
-                f"them unknown): call {name}.compute_chunk_sizes() first"
+                f"{name} must have known chunk sizes, got shape {arr.shape} (a filter such as {name}[mask] leaves "
+                f"them unknown): call {name} = {name}.compute_chunk_sizes() first"
             )
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}")

@@ -136,8 +136,9 @@ def _wait_for(futures: list[Future], client: Client | None = None, workers: tupl
         if client is not None and workers and not set(workers) <= set(worker_addresses(client)):
             lost = sorted(set(workers) - set(worker_addresses(client)))
             raise RuntimeError(
-                f"worker(s) {lost} died while the shards were being built (a shard too large for the worker's "
-                f"memory is the usual cause: check the dashboard's memory bars); {restart_advice(client)}"
+                f"worker {', '.join(lost)} died while the shards were being built, most likely out of memory (the "
+                "worker's limit or the machine's; see the memory bars on the dashboard, dml.dashboard_link()). Use "
+                f"less data per worker or give the workers more memory; {restart_advice(client)}"
             )
         if time.monotonic() >= deadline:
             raise TimeoutError(
@@ -164,11 +165,11 @@ def check_memory(client: Client, rows: list[np.ndarray], n_weights: int, pinned:
         limit = int(info.get(addr, {}).get("memory_limit") or 0)
         if limit and nbytes > MEMORY_SHARE * limit:
             raise MemoryError(
-                f"the shards for worker {addr} hold {nbytes / 2**30:.2f} GiB of data (X and y as float64), more "
-                f"than {MEMORY_SHARE:.0%} of its memory limit of {limit / 2**30:.2f} GiB (building a shard holds its "
-                "rows twice). Give the workers more memory or add workers (on the course's cluster: "
-                "dml.close_client(), then dml.get_client(n_workers=..., memory_limit=...)), or make the data as dask "
-                "arrays on the workers (dml.make_regression) instead of sending a numpy array"
+                f"the shards for worker {addr} would hold {nbytes / 2**30:.2f} GiB (X and y as float64), more than "
+                f"{MEMORY_SHARE:.0%} of its memory limit of {limit / 2**30:.2f} GiB (building a shard briefly holds "
+                "its rows twice). Use less data, give each worker more memory, or spread the data over more workers "
+                "with at least as many nodes (on the course's cluster: dml.close_client(), then "
+                "client = dml.get_client(n_workers=4, memory_limit='3GiB'), and n_nodes=4)"
             )
 
 

@@ -79,17 +79,19 @@ class Resilient:
                 if len(self.recoveries) >= MAX_RECOVERIES:
                     raise RuntimeError(
                         f"workers were lost {len(self.recoveries) + 1} times during this run (at steps "
-                        f"{self.recoveries + [step]}); giving up. Check the workers' memory (dashboard); "
-                        f"{restart_advice(self.client)}"
+                        f"{self.recoveries + [step]}); giving up. Check the workers' memory (dashboard: "
+                        f"dml.dashboard_link()); {restart_advice(self.client)}"
                     ) from exc
                 self._recover(step)
             except KilledWorker as exc:
-                tries = f"{exc.args[2] + 1} time(s)" if len(exc.args) > 2 else "several times"
+                deaths = exc.args[2] + 1 if len(exc.args) > 2 else 0
+                tries = f"{deaths} time{'s' if deaths != 1 else ''}" if deaths else "several times"
                 raise RuntimeError(
-                    f"step {step} failed: the workers running one of its node tasks died {tries} in a row "
+                    f"step {step} failed: the workers running one of its node tasks died {tries} "
                     "(Dask stops retrying a task after distributed.scheduler.allowed-failures worker deaths, 3 by "
                     "default), so the task may be what kills them, e.g. by running out of memory. Check the "
-                    f"workers' memory on the dashboard; {restart_advice(self.client)}"
+                    "workers' memory (dml.dashboard_link()); use less data per node (more nodes, smaller batches) "
+                    f"or more memory per worker; {restart_advice(self.client)}"
                 ) from exc
 
     def _recover(self, step: int) -> None:

@@ -99,12 +99,13 @@ def stop_mid_training(kind: str) -> dict:
     client = dml.get_client(n_workers=2)
     X, y, _ = dml.make_regression(20_000, 5, seed=1, block_size=2500)
     run = {
-        "actors": lambda: dml.distributed_gd(X, y, n_nodes=4, n_steps=40, client=client),
-        "tasks": lambda: dml.distributed_gd(X, y, n_nodes=4, n_steps=40, client=client, transport="tasks"),
+        "actors": lambda n=40: dml.distributed_gd(X, y, n_nodes=4, n_steps=n, client=client),
+        "tasks": lambda n=40: dml.distributed_gd(X, y, n_nodes=4, n_steps=n, client=client, transport="tasks"),
         "async": lambda n=200: dml.async_sgd(X, y, n_nodes=2, batch_size=64, n_updates=n, client=client),
     }[kind]
     reference = run()
-    long_run = (lambda: run(1_000_000)) if kind == "async" else run  # the asynchronous one does not wait for node 1
+    # a run far longer than the time to the Stop, whatever the load (40 slowed steps can end in about 1 s)
+    long_run = lambda: run(1_000_000 if kind == "async" else 100_000)  # noqa: E731
     faults.slow_worker(1, 200.0, client)
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()

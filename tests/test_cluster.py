@@ -73,7 +73,8 @@ def test_a_wait_that_never_ends_becomes_a_clear_timeout_error():
     from dml_lesson.cluster import bounded
 
     release = threading.Event()
-    with pytest.raises(TimeoutError, match=r"the shards did not finish within 1 s.*dml.close_client\(\) and dml.get_"):
+    advice = r"dml.close_client\(\), then client = dml.get_"
+    with pytest.raises(TimeoutError, match=r"the shards did not finish within 1 s.*" + advice):
         bounded("gathering the shards", release.wait, 30, timeout=1.0)
     release.set()
     assert bounded("a quick call", sum, [1, 2, 3]) == 6
@@ -147,7 +148,8 @@ def test_a_dead_external_scheduler_is_named_within_seconds(external, named_by):
     from dml_lesson.cluster import restart_advice
 
     address, (scheduler, worker) = external
-    hint = "unset DASK_SCHEDULER_ADDRESS" if named_by == "DASK_SCHEDULER_ADDRESS" else "without address="
+    hint = ("unset DASK_SCHEDULER_ADDRESS and start it again" if named_by == "DASK_SCHEDULER_ADDRESS"
+            else "without address=")
     with dask.config.set({"scheduler-address": address if named_by != "address" else None}):
         client = dml.get_client(address=address if named_by == "address" else None)
         assert len(dml.worker_addresses(client)) == 1
@@ -179,7 +181,7 @@ def test_restart_advice_fits_where_the_cluster_comes_from(client, monkeypatch):
     from dml_lesson import cluster
 
     local = cluster.restart_advice(client)
-    assert "dml.close_client() and dml.get_client()" in local and cluster.restart_advice() == local
+    assert "dml.close_client(), then client = dml.get_client()" in local and cluster.restart_advice() == local
     monkeypatch.setattr(cluster, "_state", dict(cluster._EMPTY))  # a new kernel, nothing started yet
     assert cluster.restart_advice() == local
     with dask.config.set({"scheduler-address": "tcp://127.0.0.1:8786"}):

@@ -107,7 +107,7 @@ CASES = [
      "X must be a rectangular array of real numbers"),
     ("X unknown chunks", lambda: dgd(X=Xd[every_other], y=yd[every_other]), ValueError,
      "X must have known chunk sizes, got shape (nan, 2)"),
-    ("y unknown chunks", lambda: dgd(X=Xd, y=yd[every_other]), ValueError, "call y.compute_chunk_sizes() first"),
+    ("y unknown chunks", lambda: dgd(X=Xd, y=yd[every_other]), ValueError, "call y = y.compute_chunk_sizes() first"),
 ]
 
 
