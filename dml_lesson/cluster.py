@@ -31,6 +31,9 @@ from distributed import Client, LocalCluster
 from ._checks import check_float, check_int
 from .startstop import (
     CLOSE_TIMEOUT,
+    HandledRestartFailure,
+    QuietClosedTransfers,
+    add_filter_once,
     close_quietly,
     free_dashboard_port,
     in_background,
@@ -131,7 +134,9 @@ def _connect(address: str) -> Client:
 def _start_local(n_workers: int, memory_limit: str) -> tuple[Client, LocalCluster]:
     cluster = _local_cluster(n_workers, memory_limit)
     try:
-        return Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True), cluster
+        client = Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
+        client.register_plugin(QuietClosedTransfers())  # on every worker, the nanny's replacements included
+        return client, cluster
     except BaseException:
         close_quietly(None, cluster)
         raise
@@ -168,17 +173,8 @@ def _local_cluster(n_workers: int, memory_limit: str) -> LocalCluster:
     # A nanny whose restart fails logs an error in this process, and so in the running cell (a failed cell
     # under nbval). The course handles it: restore_workers and faults.wait_until_replaced start a new worker.
     # Only that message is dropped; every other nanny message still shows.
-    nanny_log = logging.getLogger("distributed.nanny")
-    if not any(isinstance(f, _HandledRestartFailure) for f in nanny_log.filters):
-        nanny_log.addFilter(_HandledRestartFailure())
+    add_filter_once("distributed.nanny", HandledRestartFailure())
     return cluster
-
-
-class _HandledRestartFailure(logging.Filter):
-    """Drops the nanny's "Failed to restart worker after its process exited" (see :func:`_local_cluster`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Failed to restart worker")
 
 
 def _reconnected(client: Client, timeout: float) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 
 DASHBOARD_PORT = 8787
 CLOSE_TIMEOUT = 10.0
@@ -150,3 +150,40 @@ def free_dashboard_port() -> int:
         except OSError:
             return 0
     return DASHBOARD_PORT
+
+
+def add_filter_once(logger: str, log_filter: logging.Filter) -> None:
+    """Add ``log_filter`` to the logger named ``logger`` unless a filter of its class is already there."""
+    log = logging.getLogger(logger)
+    if not any(type(f) is type(log_filter) for f in log.filters):
+        log.addFilter(log_filter)
+
+
+class HandledRestartFailure(logging.Filter):
+    """Drops the nanny's "Failed to restart worker after its process exited": the course handles it
+    (``restore_workers``, ``faults.wait_until_replaced``), and logged in the notebook's process it would land in
+    the running cell as an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to restart worker")
+
+
+class ClosedTransfer(logging.Filter):
+    """Drops a worker's "failed during get data" error when the other side closed the connection: a client
+    stopped in the middle of fetching a result (Stop in the notebook), or a worker that was killed. Dask recovers
+    from both; in a worker of the course's cluster the log would land in the running cell."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (str(record.msg).startswith("failed during get data") and isinstance(error, OSError))
+
+
+class QuietClosedTransfers(WorkerPlugin):
+    """Installs :class:`ClosedTransfer` in each worker of the course's local cluster (registered by ``get_client``;
+    Dask installs it in replacement workers too)."""
+
+    name = "dml-lesson-quiet-closed-transfers"
+
+    def setup(self, worker: Any) -> None:
+        add_filter_once("distributed.worker", ClosedTransfer())
+

@@ -187,3 +187,44 @@ def test_restart_advice_fits_where_the_cluster_comes_from(client, monkeypatch):
     with dask.config.set({"scheduler-address": "tcp://127.0.0.1:8786"}):
         advice = cluster.restart_advice()
     assert "scheduler at tcp://127.0.0.1:8786" in advice and "unset DASK_SCHEDULER_ADDRESS" in advice
+
+
+def test_only_the_handled_dask_errors_are_muted():
+    """A worker's "failed during get data" on a closed connection (a Stop mid-gather, a killed peer) and the
+    nanny's failed restart are dropped; the same messages for other errors, and other messages, still show."""
+    import logging
+    import sys
+
+    from distributed.comm.core import CommClosedError
+
+    from dml_lesson.startstop import ClosedTransfer, HandledRestartFailure
+
+    def record(msg, error=None):
+        exc_info = (type(error), error, None) if error else None
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg, ("a", "b"), exc_info)
+
+    closed = ClosedTransfer()
+    assert not closed.filter(record("failed during get data with %s -> %s", CommClosedError("Stream is closed")))
+    assert closed.filter(record("failed during get data with %s -> %s", ValueError("a real bug")))
+    assert closed.filter(record("Compute Failed", OSError("disk")))
+    restart = HandledRestartFailure()
+    assert not restart.filter(record("Failed to restart worker after its process exited"))
+    assert restart.filter(record("Failed to start process"))
+    assert sys.modules["dml_lesson.startstop"].QuietClosedTransfers.name  # registered under a fixed name
+
+
+@pytest.mark.cluster
+def test_every_worker_mutes_closed_transfers_the_replacements_too(client):
+    from dml_lesson.faults import kill_worker, wait_until_replaced
+    from dml_lesson.startstop import ClosedTransfer
+
+    def installed():
+        import logging
+
+        return any(isinstance(f, ClosedTransfer) for f in logging.getLogger("distributed.worker").filters)
+
+    assert set(client.run(installed).values()) == {True}
+    killed = kill_worker(1, client)
+    wait_until_replaced(killed, 2, client, timeout=60)
+    answers = client.run(installed)
+    assert killed not in answers and len(answers) == 2 and set(answers.values()) == {True}
