@@ -25,6 +25,11 @@ from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step
 from .result import TrainingResult
 from .server import combine, distributed_gd, distributed_sgd
 from .shards import gather_rows, place_shards
+from .startstop import ClosedTransfer, add_filter_once
+
+# Every process that imports the package, the workers that run its tasks included, drops the one Dask error log
+# that a Stop or a killed peer causes and Dask recovers from (see startstop.ClosedTransfer).
+add_filter_once("distributed.worker", ClosedTransfer())
 
 __version__ = "0.1.0"
 

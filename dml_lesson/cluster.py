@@ -32,7 +32,6 @@ from ._checks import check_float, check_int
 from .startstop import (
     CLOSE_TIMEOUT,
     HandledRestartFailure,
-    QuietClosedTransfers,
     add_filter_once,
     close_quietly,
     free_dashboard_port,
@@ -134,9 +133,7 @@ def _connect(address: str) -> Client:
 def _start_local(n_workers: int, memory_limit: str) -> tuple[Client, LocalCluster]:
     cluster = _local_cluster(n_workers, memory_limit)
     try:
-        client = Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
-        client.register_plugin(QuietClosedTransfers())  # on every worker, the nanny's replacements included
-        return client, cluster
+        return Client(cluster, timeout=CONNECT_TIMEOUT, direct_to_workers=True), cluster
     except BaseException:
         close_quietly(None, cluster)
         raise

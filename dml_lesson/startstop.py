@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
-from distributed import Client, LocalCluster, WorkerPlugin
+from distributed import Client, LocalCluster
 
 DASHBOARD_PORT = 8787
 CLOSE_TIMEOUT = 10.0
@@ -171,19 +171,11 @@ class HandledRestartFailure(logging.Filter):
 class ClosedTransfer(logging.Filter):
     """Drops a worker's "failed during get data" error when the other side closed the connection: a client
     stopped in the middle of fetching a result (Stop in the notebook), or a worker that was killed. Dask recovers
-    from both; in a worker of the course's cluster the log would land in the running cell."""
+    from both; in a worker of the course's cluster the log would land in the running cell. Installed by
+    ``dml_lesson/__init__.py`` in every process that imports the package: every worker that runs a course task.
+    (A ``WorkerPlugin`` doing the same delayed the nanny's replacement workers: shards placed right after a kill
+    then went to the other worker, measured in the 20-kill test.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         return not (str(record.msg).startswith("failed during get data") and isinstance(error, OSError))
-
-
-class QuietClosedTransfers(WorkerPlugin):
-    """Installs :class:`ClosedTransfer` in each worker of the course's local cluster (registered by ``get_client``;
-    Dask installs it in replacement workers too)."""
-
-    name = "dml-lesson-quiet-closed-transfers"
-
-    def setup(self, worker: Any) -> None:
-        add_filter_once("distributed.worker", ClosedTransfer())
-
