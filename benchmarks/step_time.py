@@ -37,6 +37,7 @@ from typing import Any
 import dask
 import distributed
 import numpy as np
+from machine import busy_cores  # benchmarks/machine.py: the scripts run from this folder
 
 import dml_lesson as dml
 
@@ -65,20 +66,6 @@ def blas_info() -> str:
     pools = [f"{os.path.basename(os.path.dirname(p['filepath']))} {p.get('version')}: {p['num_threads']} threads"
              for p in threadpool_info() if p.get("user_api") == "blas"]
     return "; ".join(pools or ["no BLAS found"]) + f"; {env}"
-
-
-def busy_cores(seconds: float = 1.0) -> str:
-    """Cores busy over ``seconds`` from /proc/stat (Linux): other processes competing with the benchmark."""
-    def sample() -> list[int]:
-        with open("/proc/stat") as f:
-            return [int(v) for v in f.readline().split()[1:]]
-    try:
-        a = sample()
-        time.sleep(seconds)
-        d = [y - x for x, y in zip(a, sample())]
-    except OSError:
-        return "unknown (no /proc/stat)"
-    return f"{(1 - (d[3] + d[4]) / sum(d)) * (os.cpu_count() or 1):.2f}"
 
 
 def load_dask_glm() -> tuple[Any, str]:

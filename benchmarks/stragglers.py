@@ -28,11 +28,10 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 
 import numpy as np
+from machine import busy_cores  # benchmarks/machine.py: the scripts run from this folder
 
 import dml_lesson as dml
 from dml_lesson import faults
@@ -47,20 +46,6 @@ ROWS: list[tuple[str, float, str, bool]] = []
 def report(label: str, value: float, bound: str, holds: bool) -> None:
     ROWS.append((label, value, bound, bool(holds)))
     print(f"{label:<58}{value:>10.3g}   {bound:<22}{'holds' if holds else 'MISSED'}", flush=True)
-
-
-def busy_cores(seconds: float = 1.0) -> str:
-    """Cores busy over ``seconds`` from /proc/stat (Linux): other processes competing with the benchmark."""
-    def sample() -> list[int]:
-        with open("/proc/stat") as f:
-            return [int(v) for v in f.readline().split()[1:]]
-    try:
-        a = sample()
-        time.sleep(seconds)
-        d = [y - x for x, y in zip(a, sample())]
-    except OSError:
-        return "unknown (no /proc/stat)"
-    return f"{(1 - (d[3] + d[4]) / sum(d)) * (os.cpu_count() or 1):.2f}"
 
 
 def slowed_steps(client) -> None:
