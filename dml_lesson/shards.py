@@ -133,8 +133,8 @@ def _wait_for(futures: list[Future], client: Client | None = None, workers: tupl
             pass
         if any(f.status == "error" for f in futures):
             break
-        if client is not None and workers and not set(workers) <= set(worker_addresses(client)):
-            lost = sorted(set(workers) - set(worker_addresses(client)))
+        lost = sorted(set(workers) - set(worker_addresses(client))) if client is not None and workers else []
+        if lost:
             raise RuntimeError(
                 f"worker {', '.join(lost)} died while the shards were being built, most likely out of memory (the "
                 "worker's limit or the machine's; see the memory bars on the dashboard, dml.dashboard_link()). Use "
