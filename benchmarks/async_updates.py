@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 import dml_lesson as dml
-from dml_lesson.async_server import async_sgd
+from dml_lesson.variants.async_server import async_sgd
 
 TARGET = 1000.0
 LR, BATCH = 0.01, 16

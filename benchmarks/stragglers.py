@@ -34,10 +34,10 @@ import numpy as np
 from machine import busy_cores  # benchmarks/machine.py: the scripts run from this folder
 
 import dml_lesson as dml
-from dml_lesson import faults
-from dml_lesson.async_server import async_sgd
-from dml_lesson.calibration import calibrate
-from dml_lesson.timeline import Timeline
+from dml_lesson.analysis.calibration import calibrate
+from dml_lesson.cluster import faults
+from dml_lesson.cluster.timeline import Timeline
+from dml_lesson.variants.async_server import async_sgd
 
 ROWS: list[tuple[str, float, str, bool]] = []
 """What was measured: label, value, the bound the tests used to assert, whether it holds."""

@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 
 import dml_lesson as dml
-from dml_lesson import calibration, widgets, widgets_async, widgets_privacy, widgets_scaling
+from dml_lesson.analysis import calibration
+from dml_lesson.teaching import widgets
+from dml_lesson.teaching.widgets import asynchronous as widgets_async
+from dml_lesson.teaching.widgets import privacy as widgets_privacy
+from dml_lesson.teaching.widgets import scaling as widgets_scaling
 
 MOVES = {
     "01 learning rate": ("lr", [0.05, 0.3, 0.5, 0.1, 0.2]),

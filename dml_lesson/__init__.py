@@ -4,8 +4,7 @@ distributed SGD on a real Dask cluster".
 Notebooks import it as ``import dml_lesson as dml`` and call the names below.
 """
 
-from .async_server import AsyncResult, async_sgd
-from .cluster import (
+from .cluster.client import (
     close_client,
     dashboard_link,
     get_client,
@@ -13,19 +12,20 @@ from .cluster import (
     worker_addresses,
     worker_table,
 )
-from .comm import formula_nbytes, serialized_nbytes
-from .data import Dataset, lineage, make_classification, make_regression, to_numpy
-from .dp import dp_sgd, privacy_budget
-from .layout import LAYOUTS, Layout, assign_rows, node_of_rows
-from .local_sgd import local_sgd
-from .memory import PeakMemory
-from .models import LINEAR, LOGISTIC, Model, lipschitz_constant, mse, mse_gradient, sigmoid
-from .node import NodeConfig, NodeReply, node_step
-from .optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay
-from .result import TrainingResult
-from .server import combine, distributed_gd, distributed_sgd
-from .shards import gather_rows, place_shards
-from .startstop import ClosedTransfer, add_filter_once
+from .cluster.memory import PeakMemory
+from .cluster.shards import gather_rows, place_shards
+from .cluster.startstop import ClosedTransfer, add_filter_once
+from .core.data import Dataset, lineage, make_classification, make_regression, to_numpy
+from .core.layout import LAYOUTS, Layout, assign_rows, node_of_rows
+from .core.models import LINEAR, LOGISTIC, Model, lipschitz_constant, mse, mse_gradient, sigmoid
+from .core.optim import gradient_descent, make_schedule, minibatch_indices, sgd, step_decay
+from .core.result import TrainingResult
+from .ps.comm import formula_nbytes, serialized_nbytes
+from .ps.node import NodeConfig, NodeReply, node_step
+from .ps.server import combine, distributed_gd, distributed_sgd
+from .variants.async_server import AsyncResult, async_sgd
+from .variants.dp import dp_sgd, privacy_budget
+from .variants.local_sgd import local_sgd
 
 # Every process that imports the package, the workers that run its tasks included, drops the one Dask error log
 # that a Stop or a killed peer causes and Dask recovers from (see startstop.ClosedTransfer).

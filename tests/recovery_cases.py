@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 
 import dml_lesson as dml
-from dml_lesson import faults, shards
+from dml_lesson.cluster import faults, shards
 
 
 @contextlib.contextmanager

@@ -6,19 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dml_lesson as dml
-from dml_lesson.allreduce import (
-    SERVER,
-    count_transfers,
-    expected_bytes,
-    measure_bytes,
+from dml_lesson.core.models import LINEAR
+from dml_lesson.ps.bytecount import SERVER, count_transfers, expected_bytes, measure_bytes
+from dml_lesson.ps.node import NodeConfig, node_step
+from dml_lesson.ps.ring import (
     node_vector,
     ring_allreduce,
     ring_message_values,
     ring_schedule,
     submit_ring,
 )
-from dml_lesson.models import LINEAR
-from dml_lesson.node import NodeConfig, node_step
 
 
 @settings(max_examples=60, deadline=None)
@@ -56,7 +53,7 @@ def test_bad_options_are_named(small):
     with pytest.raises(ValueError, match="topology"):
         dml.distributed_gd(Xn, yn, n_nodes=2, topology="tree")
     with pytest.raises(ValueError, match="codec must be None"):
-        from dml_lesson.codecs import TopK
+        from dml_lesson.core.codecs import TopK
 
         dml.distributed_gd(Xn, yn, n_nodes=2, topology="ring", codec=TopK(0.5))
     with pytest.raises(ValueError, match="backups must be 0"):
@@ -137,8 +134,8 @@ def test_expected_bytes_on_one_worker_are_zero():
 @pytest.mark.cluster
 def test_ring_survives_a_killed_worker_with_the_same_weights(client):
     """Dask recomputes the lost shards and the step's tasks from their lineage: the ring needs no recovery code."""
-    from dml_lesson.cluster import restore_workers
-    from dml_lesson.faults import kill_at, wait_until_replaced
+    from dml_lesson.cluster.client import restore_workers
+    from dml_lesson.cluster.faults import kill_at, wait_until_replaced
 
     X, y = dml.make_regression(2000, 3, noise=0.1, seed=5, block_size=250)[:2]
     kw = dict(n_nodes=4, lr=0.1, n_steps=8, client=client, topology="ring")

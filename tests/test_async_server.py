@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson import faults
-from dml_lesson.async_server import AsyncResult, async_sgd
+from dml_lesson.cluster import faults
+from dml_lesson.variants.async_server import AsyncResult, async_sgd
 
 pytestmark = pytest.mark.cluster
 
@@ -26,7 +26,7 @@ def data():
 def replay(client, X, y, res, lr, batch_size, seed):
     """Check every update against the records, exactly: update ``k`` applies the gradients recorded for it
     (node, clock), each computed at the version of ``w`` recorded as read; returns the shards' rows."""
-    from dml_lesson.models import LINEAR
+    from dml_lesson.core.models import LINEAR
 
     Xn, yn = dml.to_numpy(X, y)
     rows = dml.place_shards(client, X, y, n_nodes=res.params["n_nodes"]).rows  # the run's placement (cached)
@@ -130,7 +130,7 @@ def _async_leftovers(dask_worker):
     """Server actors, node-loop tasks and threads on a worker."""
     import threading
 
-    from dml_lesson.async_actor import AsyncServer
+    from dml_lesson.variants.async_actor import AsyncServer
 
     servers = sum(isinstance(a, AsyncServer) for a in dask_worker.state.actors.values())
     loops = sum(str(k).startswith("async-nodes-") for k in dask_worker.state.tasks)
@@ -183,7 +183,7 @@ def test_bad_input_named_errors(client, data, kwargs, error, words):
 
 
 def test_staleness_explorer(client, data):
-    from dml_lesson import widgets_async
+    from dml_lesson.teaching.widgets import asynchronous as widgets_async
 
     X, y = data
     initial = widgets_async.staleness_runs(X, y, 2, n_gradients=200, client=client)

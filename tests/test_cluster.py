@@ -37,7 +37,7 @@ def test_workers_have_one_thread_a_memory_limit_and_capped_blas(client):
 def test_dashboard_port_falls_back_when_8787_is_taken(monkeypatch):
     import socket
 
-    from dml_lesson import startstop
+    from dml_lesson.cluster import startstop
 
     with socket.socket() as sock:
         try:
@@ -70,7 +70,7 @@ def test_connects_to_the_scheduler_named_in_dask_config():
 def test_a_wait_that_never_ends_becomes_a_clear_timeout_error():
     import threading
 
-    from dml_lesson.cluster import bounded
+    from dml_lesson.cluster.client import bounded
 
     release = threading.Event()
     advice = r"dml.close_client\(\), then client = dml.get_"
@@ -107,7 +107,7 @@ def external(monkeypatch, tmp_path):
     import sys
     import time
 
-    from dml_lesson import cluster
+    from dml_lesson.cluster import client as cluster
 
     monkeypatch.setattr(cluster, "_state", dict(cluster._EMPTY))
     procs, file = [], tmp_path / "scheduler.json"
@@ -145,7 +145,7 @@ def test_a_dead_external_scheduler_is_named_within_seconds(external, named_by):
 
     import dask
 
-    from dml_lesson.cluster import restart_advice
+    from dml_lesson.cluster.client import restart_advice
 
     address, (scheduler, worker) = external
     hint = ("unset DASK_SCHEDULER_ADDRESS and start it again" if named_by == "DASK_SCHEDULER_ADDRESS"
@@ -178,7 +178,7 @@ def test_a_dead_external_scheduler_is_named_within_seconds(external, named_by):
 def test_restart_advice_fits_where_the_cluster_comes_from(client, monkeypatch):
     import dask
 
-    from dml_lesson import cluster
+    from dml_lesson.cluster import client as cluster
 
     local = cluster.restart_advice(client)
     assert "dml.close_client(), then client = dml.get_client()" in local and cluster.restart_advice() == local
@@ -196,7 +196,7 @@ def test_only_the_handled_dask_errors_are_muted():
 
     from distributed.comm.core import CommClosedError
 
-    from dml_lesson.startstop import ClosedTransfer, HandledRestartFailure
+    from dml_lesson.cluster.startstop import ClosedTransfer, HandledRestartFailure
 
     def record(msg, error=None):
         exc_info = (type(error), error, None) if error else None
@@ -222,7 +222,7 @@ _closed_transfer_filters.__module__ = "__main__"  # pickled by value: the check 
 
 @pytest.mark.cluster
 def test_every_worker_that_ran_a_step_mutes_closed_transfers_the_replacements_too(client):
-    from dml_lesson.faults import kill_worker, wait_until_replaced
+    from dml_lesson.cluster.faults import kill_worker, wait_until_replaced
 
     X, y = dml.make_regression(400, 3, seed=3)[:2]
     dml.distributed_gd(X, y, n_nodes=2, n_steps=2, client=client)

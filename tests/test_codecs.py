@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson import codecs as C
+from dml_lesson.core import codecs as C
 
 G = np.random.default_rng(0).normal(size=400) * np.linspace(0.1, 3, 400)
 

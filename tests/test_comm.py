@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dml_lesson as dml
-from dml_lesson.codecs import Quantize, RandomK, Sign, TopK, encode
-from dml_lesson.comm import message_nbytes, serialized_nbytes
+from dml_lesson.core.codecs import Quantize, RandomK, Sign, TopK, encode
+from dml_lesson.ps.comm import message_nbytes, serialized_nbytes
 
 INTS = st.one_of(st.integers(-300, 300), st.integers(-2**70, 2**70))
 SHAPES = st.lists(st.integers(0, 40), min_size=0, max_size=2).map(tuple)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dml_lesson.calibration import (
+from dml_lesson.analysis.calibration import (
     BOUNDED_NOTE,
     FIXED_COST_SIZE,
     SWEEP_MB,
@@ -16,7 +16,7 @@ from dml_lesson.calibration import (
     _link,
     calibrate,
 )
-from dml_lesson.costmodel import (
+from dml_lesson.analysis.costmodel import (
     DATACENTER_10G,
     DATACENTER_100G,
     Calibration,
@@ -29,7 +29,7 @@ from dml_lesson.costmodel import (
     predict_step_time,
     speedup,
 )
-from dml_lesson.node import INLINE_CELLS
+from dml_lesson.ps.transport import INLINE_CELLS
 
 NET = Network("test", latency=1e-4, bandwidth=1e9)
 
@@ -199,8 +199,8 @@ def test_calibration_measures_finite_costs_and_survives_a_busy_machine(client, m
     above with given timings); how they compare on this machine is benchmarks/stragglers.py's. The direct calls'
     big messages are made to look no slower than small ones, as other work on the machine can: calibrate
     measures more of them, then bounds the bandwidth instead of failing (notebook 11 calls it)."""
-    from dml_lesson import calibration
-    from dml_lesson.cluster import worker_addresses
+    from dml_lesson.analysis import calibration
+    from dml_lesson.cluster.client import worker_addresses
 
     real, big = calibration._calls, []
 
@@ -227,7 +227,7 @@ def test_calibration_measures_finite_costs_and_survives_a_busy_machine(client, m
 
 
 def test_topology_frames_end_with_every_piece_summed_everywhere():
-    from dml_lesson.plots_scaling import topology_frames
+    from dml_lesson.teaching.plots.scaling import topology_frames
 
     for topology, n in [("ring", 2), ("ring", 5), ("server", 4)]:
         frames = topology_frames(topology, n)
@@ -237,8 +237,8 @@ def test_topology_frames_end_with_every_piece_summed_everywhere():
 
 
 def test_a_redrawn_scaling_frame_equals_a_new_figure():
-    from dml_lesson.plots import to_png
-    from dml_lesson.plots_scaling import scaling_figure
+    from dml_lesson.teaching.plots.scaling import scaling_figure
+    from dml_lesson.teaching.plots.training import to_png
 
     cal = Calibration(1e-9, Network("d", 1e-3, 1e9), Network("h", 5e-3, 5e8), cores=2)
     measured = {"n_rows": 20_000, "n_weights": 50, "server": {1: 3e-3, 2: 4e-3}, "ring": {1: 2e-2}}
@@ -249,7 +249,7 @@ def test_a_redrawn_scaling_frame_equals_a_new_figure():
 
 
 def test_topology_explorer_steps_through_the_frames():
-    from dml_lesson.widgets_scaling import topology_explorer
+    from dml_lesson.teaching.widgets.scaling import topology_explorer
 
     e = topology_explorer("ring", 3)
     e.controls["frame"].value = 2
@@ -261,7 +261,7 @@ def test_topology_explorer_steps_through_the_frames():
 
 
 def test_scaling_explorer_presets_custom_links_and_the_rule():
-    from dml_lesson.widgets_scaling import scaling_explorer
+    from dml_lesson.teaching.widgets.scaling import scaling_explorer
 
     cal = Calibration(1e-9, Network("d", 5e-4, 1.5e9), Network("h", 6e-3, 7e8), cores=2)
     measured = {"n_rows": 200_000, "n_weights": 100, "server": {1: 0.02, 2: 0.01}, "ring": {1: 0.04, 2: 0.05}}

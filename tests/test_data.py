@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson.layout import LAYOUTS, Layout, assign_rows, node_of_rows
+from dml_lesson.core.layout import LAYOUTS, Layout, assign_rows, node_of_rows
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
@@ -76,7 +76,7 @@ def test_arrays_from_the_cluster_are_aligned(client):
     # Dask can hand back arrays whose buffer is not 8-byte aligned; numpy then skips BLAS (8x slower).
     X, y = dml.to_numpy(*dml.make_regression(50_000, 20, seed=0)[:2])
     assert X.flags.aligned and y.flags.aligned
-    from dml_lesson.optim import check_xy
+    from dml_lesson.core.optim import check_xy
 
     unaligned = np.frombuffer(memoryview(bytearray(8 * 82 + 3))[3:], dtype=float).reshape(41, 2)
     assert not unaligned.flags.aligned

@@ -16,8 +16,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from dml_lesson.estimators import DistributedSGDClassifier, DistributedSGDRegressor  # noqa: E402
-from dml_lesson.imbalance import class_report  # noqa: E402
+from dml_lesson.analysis.estimators import DistributedSGDClassifier, DistributedSGDRegressor  # noqa: E402
+from dml_lesson.analysis.imbalance import class_report  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -126,7 +126,7 @@ def test_bad_parameters_are_named(client, est, match):
 def test_the_package_imports_without_scikit_learn_and_the_estimators_say_what_to_install():
     code = ("import sys; sys.modules['sklearn'] = None\n"
             "import dml_lesson\n"
-            "try:\n    import dml_lesson.estimators\nexcept ImportError as e:\n    print('ImportError:', e)\n")
+            "try:\n    import dml_lesson.analysis.estimators\nexcept ImportError as e:\n    print('ImportError:', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pip install 'dml-lesson[sklearn]'" in out.stdout

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dml_lesson import exercises as ex
+from dml_lesson.teaching import exercises as ex
 
 
 def messages(capsys):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson import faults
-from dml_lesson.cluster import restore_workers
-from dml_lesson.faults import (
+from dml_lesson.cluster import faults
+from dml_lesson.cluster.client import restore_workers
+from dml_lesson.cluster.faults import (
     hold_worker,
     kill_at,
     kill_worker,
@@ -65,7 +65,7 @@ def test_sgd_survives_a_kill_too(client, data):
 
 def test_a_nanny_that_gave_up_is_replaced(client, data):
     """A nanny closed for good (as when its restart fails) leaves one worker; restore_workers starts another."""
-    from dml_lesson.cluster import _state
+    from dml_lesson.cluster.client import _state
 
     X, y = data
     restore_workers(client)
@@ -165,8 +165,8 @@ def test_a_straggler_sets_the_pace_of_every_synchronous_step(client, data, trans
 def test_backup_workers_leave_the_straggler_out(client, data):
     """With 2 backups of 4 nodes and the worker of nodes 1 and 3 held for the whole run, every step uses nodes
     0 and 2 only (the first two to answer: the only two that can): gradient descent on their rows."""
-    from dml_lesson.models import LINEAR
-    from dml_lesson.shards import place_shards
+    from dml_lesson.cluster.shards import place_shards
+    from dml_lesson.core.models import LINEAR
 
     X, y = data
     Xn, yn = dml.to_numpy(X, y)

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dml_lesson as dml
-from dml_lesson import imbalance as im
-from dml_lesson.models import LOGISTIC
+from dml_lesson.analysis import imbalance as im
+from dml_lesson.core.models import LOGISTIC
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson.local_sgd import local_sgd
+from dml_lesson.variants.local_sgd import local_sgd
 
 pytestmark = pytest.mark.cluster
 
@@ -90,7 +90,7 @@ def test_bad_input_named_errors(client, data, kwargs, error, words):
 
 
 def test_local_steps_explorer(client, data):
-    from dml_lesson import widgets_async
+    from dml_lesson.teaching.widgets import asynchronous as widgets_async
 
     X, y = data
     initial = widgets_async.local_runs(X, y, 16, "noniid", client=client)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dml_lesson as dml
-from dml_lesson.models import LINEAR, LOGISTIC
+from dml_lesson.core.models import LINEAR, LOGISTIC
 
 
 def numeric_gradient(f, w, eps=1e-6):

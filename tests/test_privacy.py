@@ -11,10 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dml_lesson as dml
-from dml_lesson import plots, plots_privacy, secagg
-from dml_lesson import widgets_privacy as wp
-from dml_lesson.codecs import codec_rng
-from dml_lesson.dp import (
+from dml_lesson.core.codecs import codec_rng
+from dml_lesson.core.models import LINEAR, LOGISTIC, Model
+from dml_lesson.core.optim import minibatch_indices
+from dml_lesson.teaching import plots
+from dml_lesson.teaching.plots import privacy as plots_privacy
+from dml_lesson.teaching.widgets import privacy as wp
+from dml_lesson.variants import secagg
+from dml_lesson.variants.dp import (
     GaussianNoise,
     clipped_gradient_sum,
     clipped_model,
@@ -23,8 +27,6 @@ from dml_lesson.dp import (
     participations,
     privacy_budget,
 )
-from dml_lesson.models import LINEAR, LOGISTIC, Model
-from dml_lesson.optim import minibatch_indices
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from distributed import Client
 
-from dml_lesson.cluster import WORKER_ENV
+from dml_lesson.cluster.client import WORKER_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "04_distributed_gd.ipynb"

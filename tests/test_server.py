@@ -91,7 +91,7 @@ def test_more_nodes_than_workers(client, small):
 
 
 def test_shards_are_pinned_one_per_node(client):
-    from dml_lesson.shards import place_shards
+    from dml_lesson.cluster.shards import place_shards
 
     # data no other test uses: the placement is built here, not one cached by an earlier test (whose shards
     # later runs may have copied or moved)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson import tuning as tu
-from dml_lesson.models import LINEAR
+from dml_lesson.analysis import tuning as tu
+from dml_lesson.core.models import LINEAR
 
 pytestmark = pytest.mark.cluster
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson import cluster, codecs, faults
-from dml_lesson.imbalance import weighted_logistic
+from dml_lesson.analysis.imbalance import weighted_logistic
+from dml_lesson.cluster import client as cluster
+from dml_lesson.cluster import faults
+from dml_lesson.core import codecs
 
 X = np.ones((10, 2))
 y = np.zeros(10)

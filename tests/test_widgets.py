@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson import widgets
+from dml_lesson.teaching import plots, widgets
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_static_figure_equals_the_widget_at_its_defaults(two_weights):
     X, y = two_weights
     w_star = np.linalg.lstsq(X, y, rcond=None)[0]
     res = dml.gradient_descent(X, y, lr=0.1, n_steps=40)
-    static = dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, 2 / dml.lipschitz_constant(X)))
+    static = plots.to_png(plots.lr_figure(res, X, y, w_star, 2 / dml.lipschitz_constant(X)))
     assert widgets.lr_explorer(X, y, lr=0.1, n_steps=40).png == static
 
 
@@ -102,7 +102,7 @@ def test_a_redrawn_lr_frame_equals_a_new_figure(two_weights, lrs):
     for lr in lrs:
         e.controls["lr"].value = lr
         res = dml.gradient_descent(X, y, lr=lr, n_steps=40)
-        assert e.png == dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, bound)), lr
+        assert e.png == plots.to_png(plots.lr_figure(res, X, y, w_star, bound)), lr
     assert e._step(e.values)[0] is first  # one figure, reused
 
 
@@ -112,8 +112,8 @@ def test_a_redrawn_sgd_frame_equals_a_new_figure(two_weights):
     fig = None
     for b in [16, 1, 512, 4]:
         runs = widgets.sgd_runs(X, y, b, 0.05, 2, 0)
-        fig = dml.plots.sgd_figure(runs, X, y, w_star, into=fig)
-        assert dml.plots.to_png(fig) == dml.plots.to_png(dml.plots.sgd_figure(runs, X, y, w_star)), b
+        fig = plots.sgd_figure(runs, X, y, w_star, into=fig)
+        assert plots.to_png(fig) == plots.to_png(plots.sgd_figure(runs, X, y, w_star)), b
 
 
 def test_redrawn_loss_frames_equal_new_figures(two_weights):
@@ -125,24 +125,24 @@ def test_redrawn_loss_frames_equal_new_figures(two_weights):
         return {"weighted mean": gd, "sum": dml.sgd(X, y, lr=2 * lr, batch_size=8, n_steps=steps, seed=1)}
 
     draws = {
-        "aggregate": lambda r, into: dml.plots.aggregate_figure(r, 4, into=into),
-        "dsgd": lambda r, into: dml.plots.dsgd_figure(r, floor=0.01, into=into),
-        "bytes": lambda r, into: dml.plots.bytes_figure(r, into=into),
+        "aggregate": lambda r, into: plots.aggregate_figure(r, 4, into=into),
+        "dsgd": lambda r, into: plots.dsgd_figure(r, floor=0.01, into=into),
+        "bytes": lambda r, into: plots.bytes_figure(r, into=into),
     }
     for name, draw in draws.items():
         fig = None
         for lr, steps in [(0.1, 40), (0.9, 60), (0.02, 10), (0.3, 40)]:
             r = runs(lr, steps)
             fig = draw(r, fig)
-            assert dml.plots.to_png(fig) == dml.plots.to_png(draw(r, None)), (name, lr)
+            assert plots.to_png(fig) == plots.to_png(draw(r, None)), (name, lr)
 
 
 def _as_async(res, staleness):
     """A training record dressed as an asynchronous one (one staleness per update), for the figures only."""
     from dataclasses import fields
 
-    from dml_lesson.async_server import AsyncResult
-    from dml_lesson.result import TrainingResult
+    from dml_lesson.core.result import TrainingResult
+    from dml_lesson.variants.async_server import AsyncResult
 
     values = {f.name: getattr(res, f.name) for f in fields(TrainingResult)}
     k = len(staleness)
@@ -154,8 +154,9 @@ def test_redrawn_frames_of_notebooks_07_08_and_10_equal_new_figures(two_weights)
     """Bars (the timeline, the staleness histogram), an inverted axis (the timeline), log-log axes and fixed
     ticks (epsilon against sigma) drawn into the last frame: pixel for pixel a new figure, however many bars or
     runs the frame before had."""
-    from dml_lesson import plots_async, plots_privacy
-    from dml_lesson.widgets_privacy import epsilon_curve
+    from dml_lesson.teaching.plots import asynchronous as plots_async
+    from dml_lesson.teaching.plots import privacy as plots_privacy
+    from dml_lesson.teaching.widgets.privacy import epsilon_curve
 
     X, y = two_weights
     rng = np.random.default_rng(0)
@@ -166,7 +167,7 @@ def test_redrawn_frames_of_notebooks_07_08_and_10_equal_new_figures(two_weights)
         stale = {"asynchronous": _as_async(gd, rng.integers(0, top + 1, steps)), "bound 2": _as_async(sgd, [0] * steps)}
         frames.append((stale, {"H = 1": gd, f"H = {steps}": sgd}, {"non-private SGD": gd, "DP-SGD": sgd}, top))
     curve = epsilon_curve(40, 20, (500, 500), 1e-5)
-    from dml_lesson.timeline import NodeStep
+    from dml_lesson.cluster.timeline import NodeStep
 
     def timeline(seed: int) -> list:
         r = np.random.default_rng(seed)
@@ -178,7 +179,7 @@ def test_redrawn_frames_of_notebooks_07_08_and_10_equal_new_figures(two_weights)
         return rows
 
     draws = {
-        "timeline": lambda f, into: dml.plots.timeline_figure(timeline(f[3]), f"seed {f[3]}", into=into),
+        "timeline": lambda f, into: plots.timeline_figure(timeline(f[3]), f"seed {f[3]}", into=into),
         "staleness": lambda f, into: plots_async.staleness_figure(f[0], f[3] or None, 0.01, into=into),
         "local": lambda f, into: plots_async.local_figure(f[1], 0.01, into=into),
         "dp": lambda f, into: plots_privacy.dp_figure(f[2], curve, float(f[3]), into=into),
@@ -187,17 +188,17 @@ def test_redrawn_frames_of_notebooks_07_08_and_10_equal_new_figures(two_weights)
         fig = None
         for frame in frames:
             fig = draw(frame, fig)
-            assert dml.plots.to_png(fig) == dml.plots.to_png(draw(frame, None)), (name, frame[3])
+            assert plots.to_png(fig) == plots.to_png(draw(frame, None)), (name, frame[3])
 
 
 def test_log_axes_label_ticks_as_plain_text():
     """10⁻³ and 2×10⁴ as text, not mathtext (parsed again on every redraw with new limits); the values are
     matplotlib's own labels."""
-    fmt = dml.plots.PlainLogFormatter(10, labelOnlyBase=False)
+    fmt = plots.PlainLogFormatter(10, labelOnlyBase=False)
     assert [fmt(v) for v in [1e-3, 1.0, 10.0, 2e-3, 3e4]] == ["10⁻³", "10⁰", "10¹", "2×10⁻³", "3×10⁴"]
-    assert dml.plots.PlainLogFormatter(2)(1024) == "2¹⁰"
-    fig = dml.plots.new_figure()
-    dml.plots.log_scale(fig.axes[0], "y")
+    assert plots.PlainLogFormatter(2)(1024) == "2¹⁰"
+    fig = plots.new_figure()
+    plots.log_scale(fig.axes[0], "y")
     fig.axes[0].plot([1, 2], [1e-3, 1e2])
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
@@ -205,10 +206,10 @@ def test_log_axes_label_ticks_as_plain_text():
 
 
 def test_a_figure_of_another_shape_is_not_recycled():
-    fig = dml.plots.new_figure(2, 1, width=10.0, height=3.4)
-    assert dml.plots.new_figure(2, 1, width=10.0, height=3.4, into=fig) is fig
-    assert dml.plots.new_figure(3, 1, width=10.0, height=3.4, into=fig) is not fig
-    assert dml.plots.new_figure(2, 1, width=9.0, height=3.4, into=fig) is not fig
+    fig = plots.new_figure(2, 1, width=10.0, height=3.4)
+    assert plots.new_figure(2, 1, width=10.0, height=3.4, into=fig) is fig
+    assert plots.new_figure(3, 1, width=10.0, height=3.4, into=fig) is not fig
+    assert plots.new_figure(2, 1, width=9.0, height=3.4, into=fig) is not fig
 
 
 def test_codec_widget(client):
@@ -256,7 +257,7 @@ def test_stop_during_a_redraw_says_so_and_the_next_redraw_works(two_weights, whe
     e._step = step
     assert "lr = 0.5 " in move(e, "lr", 0.5)
     res = dml.gradient_descent(X, y, lr=0.5, n_steps=40)
-    assert e.png == dml.plots.to_png(dml.plots.lr_figure(res, X, y, w_star, bound))
+    assert e.png == plots.to_png(plots.lr_figure(res, X, y, w_star, bound))
 
 
 def test_an_unexpected_error_in_a_redraw_is_shown_not_left_running(two_weights):

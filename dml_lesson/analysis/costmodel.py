@@ -1,0 +1,217 @@
+"""When does distributing pay? A cost model of one synchronous step, calibrated on this machine (notebook 11).
+
+One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights over ``N`` nodes costs
+
+- **compute**: ``c * n_rows * d / N`` seconds, ``c`` the time per row and weight of one gradient (measured);
+- **communication**. A link is described by its latency ``a`` (the time one message takes from start to
+  end), its bandwidth ``B`` (bytes per second) and its per-message overhead ``g`` (how much later the
+  link's *next* message is done when messages are in flight at once; LogP's overhead/gap). A message of
+  ``b = 8 (d + 2)`` bytes (the gradient with its row count and loss sum) then costs:
+
+  - parameter server: its one link sends ``w`` to ``N`` nodes and receives ``N`` gradients, all in flight at
+    once: one round trip, then ``g`` for each of the other ``2 N - 2`` messages, and every byte passes the
+    server's link: ``2 a + (2 N - 2) g + 2 N b / B``;
+  - ring all-reduce: every node's link carries ``2 (N - 1)`` pieces of ``b / N`` bytes, one per round, all
+    links at once: ``2 (N - 1) (a + b / (N B))``.
+
+  The datacenter presets give only ``a`` and ``B`` and take ``g = a`` (the classic latency-bandwidth model: a
+  link handles its messages one after the other), so the server's cost there is ``2 N (a + b / B)``.
+
+On this machine (:func:`local_step_time`) ``N`` nodes share 2 worker processes (``cores=2``), each computing its
+nodes one after the other, more slowly when the data is larger than the processor's cache (it then streams from
+memory); and a step has a fixed cost besides its messages (the client's loop, the hop to the worker's compute
+thread, for the ring three task hops in a row). :func:`~dml_lesson.analysis.calibration.calibrate` measures ``c``, the cache
+size and the compute per value from memory; ``a``, ``B`` and ``g`` of the two links (the server's direct calls; the
+ring's task hops through the scheduler); and the fixed cost of a one-node step of each topology, with small
+benchmarks separate from the training runs that check the model (``benchmarks/scaling.py``).
+
+The speedup is the single machine's step time (``c * n_rows * d``, no communication) over the distributed
+step time. **The rule**: distributing over ``N`` nodes pays when the compute it saves,
+``c * n_rows * d * (1 - 1/N)``, exceeds the communication it adds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.checks import check_choice, check_float, check_int
+from ..ps.ring import TOPOLOGIES
+
+ITEMSIZE = 8
+
+
+@dataclass(frozen=True)
+class Network:
+    """A link for the model: ``latency`` ``a`` (s per message), ``bandwidth`` ``B`` (bytes/s) and
+    ``overhead`` ``g`` (s per extra message in flight at once; ``None``: ``g = a``, the classic model)."""
+
+    name: str
+    latency: float
+    bandwidth: float
+    overhead: float | None = None
+
+    def __post_init__(self) -> None:
+        check_float("latency", self.latency, low=0.0)
+        check_float("bandwidth", self.bandwidth, low=0.0, low_open=True)
+        if self.overhead is None:
+            object.__setattr__(self, "overhead", self.latency)
+        check_float("overhead", self.overhead, low=0.0)
+
+
+DATACENTER_10G = Network("10 Gb/s datacenter", latency=50e-6, bandwidth=10e9 / 8)
+"""Ethernet at 10 Gb/s with TCP: tens of microseconds per message."""
+DATACENTER_100G = Network("100 Gb/s datacenter", latency=5e-6, bandwidth=100e9 / 8)
+"""InfiniBand-class links with RDMA: a few microseconds per message."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What one step costs on this machine, measured by :func:`~dml_lesson.analysis.calibration.calibrate` (notebook 11).
+
+    ``compute_per_value``: seconds per row and weight of one gradient on a worker. Two kinds of link:
+    ``direct``, a call from the client to an actor on a worker (how the parameter server reaches its nodes),
+    and ``hop``, a task on one worker waiting for a task's result on the other (how the ring passes a piece:
+    the scheduler is told, then the workers transfer). ``cores``: worker processes. ``server_fixed`` and
+    ``ring_fixed``: seconds of a one-node step apart from its compute (``None``: a bare round trip ``2 a``
+    of the direct link, and three hops in a row ``3 a`` of the hop link). ``cache_bytes``: the largest ``X``
+    whose gradient runs at about the in-cache rate ``compute_per_value``; ``memory_per_value``: seconds per row
+    and weight for a larger ``X``, streamed from memory by every worker at once (default: the in-cache rate).
+    """
+
+    compute_per_value: float
+    direct: Network
+    hop: Network
+    cores: int
+    server_fixed: float | None = None
+    ring_fixed: float | None = None
+    cache_bytes: float = math.inf
+    memory_per_value: float | None = None
+
+    def __post_init__(self) -> None:
+        check_float("compute_per_value", self.compute_per_value, low=0.0, low_open=True)
+        check_int("cores", self.cores, low=1)
+        if self.server_fixed is None:
+            object.__setattr__(self, "server_fixed", 2 * self.direct.latency)
+        if self.ring_fixed is None:
+            object.__setattr__(self, "ring_fixed", 3 * self.hop.latency)
+        check_float("server_fixed", self.server_fixed, low=0.0)
+        check_float("ring_fixed", self.ring_fixed, low=0.0)
+        if self.cache_bytes != math.inf:
+            check_float("cache_bytes", self.cache_bytes, low=0.0, low_open=True)
+        if self.memory_per_value is None:
+            object.__setattr__(self, "memory_per_value", self.compute_per_value)
+        check_float("memory_per_value", self.memory_per_value, low=0.0, low_open=True)
+
+    @property
+    def laptop(self) -> Network:
+        """This machine's direct links as a network for the extrapolation, read the classic way (``g = a``)."""
+        return Network("this laptop (measured)", self.direct.latency, self.direct.bandwidth)
+
+
+def compute_time(n_rows: int, n_weights: int, n_nodes: int, compute_per_value: float,
+                 cores: int | None = None) -> float:
+    """Seconds of gradient compute in one step: the busiest core's share of ``n_rows * n_weights`` values.
+
+    ``cores=None``: one core per node; otherwise each of the ``cores`` processes computes ``ceil(N / cores)``
+    nodes one after the other (notebook 11's model of this machine).
+    """
+    per_core = math.ceil(n_nodes / min(n_nodes, cores or n_nodes))
+    return compute_per_value * n_rows * n_weights / n_nodes * per_core
+
+
+def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network) -> float:
+    """Seconds of communication in one step, one machine per node (notebook 11's extrapolation).
+
+    ``d + 2`` values travel (the gradient, the row count and the loss sum): ``b = 8 (d + 2)`` bytes. Server:
+    ``2 a + (2 N - 2) g + 2 N b / B`` (``2 N (a + b / B)`` when ``g = a``); ring: ``2 (N - 1) (a + b / (N B))``.
+    ``n_weights`` and ``n_nodes`` must be >= 1.
+    """
+    topology = check_choice("topology", topology, TOPOLOGIES)
+    n = check_int("n_nodes", n_nodes, low=1)
+    nbytes = (check_int("n_weights", n_weights, low=1) + 2) * ITEMSIZE
+    if topology == "server":
+        return 2 * network.latency + (2 * n - 2) * network.overhead + 2 * n * nbytes / network.bandwidth
+    return 2 * (n - 1) * (network.latency + nbytes / (n * network.bandwidth))
+
+
+def predict_step_time(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
+                      compute_per_value: float) -> np.ndarray:
+    """Predicted seconds per step for each node count, one core per node (notebook 11's figure and sliders)."""
+    n_rows = check_int("n_rows", n_rows, low=1)
+    n_weights = check_int("n_weights", n_weights, low=1)
+    check_float("compute_per_value", compute_per_value, low=0.0, low_open=True)
+    nodes = np.atleast_1d(np.asarray(n_nodes))
+    if nodes.min() < 1:
+        raise ValueError(f"n_nodes must be >= 1, got {nodes.min()}")
+    return np.array([
+        compute_time(n_rows, n_weights, int(n), compute_per_value) + comm_time(n_weights, int(n), topology, network)
+        for n in nodes
+    ])
+
+
+def speedup(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
+            compute_per_value: float) -> np.ndarray:
+    """Single-machine step time (no communication) over the predicted distributed step time, one core per node
+    (notebook 11)."""
+    single = compute_per_value * n_rows * n_weights
+    return single / predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value)
+
+
+def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Network, compute_per_value: float) -> float:
+    """The rule as a number: rows from which ``n_nodes`` nodes beat one machine (compute saved = communication).
+
+    ``c * n * d * (1 - 1/N) = comm``  gives  ``n = comm / (c * d * (1 - 1/N))``; infinite for one node
+    (notebook 11).
+    """
+    n = check_int("n_nodes", n_nodes, low=1)
+    if n == 1:
+        return math.inf
+    comm = comm_time(n_weights, n, topology, network)
+    return comm / (compute_per_value * n_weights * (1 - 1 / n))
+
+
+def local_compute_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int) -> float:
+    """Seconds of gradient compute in one step on this machine (notebook 11, :func:`local_step_time`).
+
+    The busiest worker's nodes one after the other (:func:`compute_time` with ``cal.cores``), at the in-cache
+    rate if the data, ``8 * n_rows * n_weights`` bytes, fits in ``cal.cache_bytes`` (both workers share the
+    cache, and the shards stay in it from one step to the next), else at the rate from memory.
+    """
+    in_cache = ITEMSIZE * n_rows * n_weights <= cal.cache_bytes
+    rate = cal.compute_per_value if in_cache else cal.memory_per_value
+    return compute_time(n_rows, n_weights, n_nodes, rate, cal.cores)
+
+
+def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int, topology: str) -> float:
+    """The model for this machine's own runs: ``N`` nodes on ``cal.cores`` workers (notebook 11,
+    ``benchmarks/scaling.py``).
+
+    With ``C`` the compute (:func:`local_compute_time`), ``b = 8 (d + 2)`` bytes, and ``F`` the measured fixed
+    cost of a one-node step:
+
+    - server (actors): ``F_server + C + (2 N - 2) g + 2 N b / B`` with the direct link's ``g`` and ``B``.
+      ``F_server`` holds the one round trip, the hop to the worker's compute thread and the client's loop;
+      each of the other ``2 N - 2`` messages, in flight at the same time, adds ``g``;
+    - ring (tasks): ``F_ring + C + 2 (N - 1) (a + b / (N B)) + 2 N (N - 1) g`` with the hop link's ``a``,
+      ``B`` and ``g``. ``F_ring`` holds the three task hops of a one-node step (its gradient, cutting it into
+      pieces, assembling node 0's copy); ``N`` nodes add ``2 (N - 1)`` ring rounds of one hop each, and in
+      ``2 N`` rounds (the gradients, the cutting, the ring rounds) ``N`` tasks go through the scheduler at
+      once instead of one: ``N - 1`` extra tasks per round, ``g`` each.
+
+    Returns predicted seconds per step; ``n_rows``, ``n_weights`` and ``n_nodes`` must be >= 1.
+    """
+    topology = check_choice("topology", topology, TOPOLOGIES)
+    n_rows = check_int("n_rows", n_rows, low=1)
+    n_weights = check_int("n_weights", n_weights, low=1)
+    n = check_int("n_nodes", n_nodes, low=1)
+    compute = local_compute_time(cal, n_rows, n_weights, n)
+    nbytes = (n_weights + 2) * ITEMSIZE
+    if topology == "server":
+        link = cal.direct
+        return cal.server_fixed + compute + (2 * n - 2) * link.overhead + 2 * n * nbytes / link.bandwidth
+    link = cal.hop
+    rounds = 2 * (n - 1) * (link.latency + nbytes / (n * link.bandwidth))
+    return cal.ring_fixed + compute + rounds + 2 * n * (n - 1) * link.overhead

@@ -1,0 +1,194 @@
+"""The synchronous parameter server: distributed gradient descent and distributed SGD (notebooks 04, 05).
+
+Each step: the server sends ``w`` to every node (pull), each node computes the gradient sum over its shard
+or its mini-batch (local gradient) and sends it back with its row count (push), the server combines the
+replies in node order (average) and updates ``w``. ``aggregate="mean"`` divides the summed gradients by the
+total row count: the gradient of the whole dataset, exactly. ``aggregate="sum"`` adds the nodes' mean
+gradients, as the source's formula 3.3 does: with ``k`` equal shards that is ``k`` times the step, and
+training diverges as nodes are added.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from distributed import Client
+
+from ..cluster.client import check_client
+from ..cluster.shards import place_shards
+from ..core.checks import check_choice, check_int, check_seed
+from ..core.codecs import decoded
+from ..core.layout import Layout
+from ..core.models import Model
+from ..core.optim import Schedule, _check_common, check_xy, make_schedule
+from ..core.result import Recorder, TrainingResult
+from .node import NodeConfig, NodeReply
+from .ring import TOPOLOGIES, RingAllReduce, check_ring_options
+from .transport import TRANSPORTS, Resilient
+
+AGGREGATES = ("mean", "sum")
+
+
+def distributed_gd(
+    X: Any,
+    y: Any,
+    n_nodes: int = 4,
+    lr: float = 0.1,
+    n_steps: int = 100,
+    aggregate: str = "mean",
+    client: Client | None = None,
+    *,
+    w0: Any = None,
+    model: str | Model = "linear",
+    layout: str | Layout = "contiguous",
+    transport: str = "actors",
+    on_step: Callable[[int], None] | None = None,
+    codec: Any = None,
+    backups: int = 0,
+    topology: str = "server",
+) -> TrainingResult:
+    """Full-batch gradient descent computed by ``n_nodes`` nodes of a parameter server (notebook 04).
+
+    Parameters
+    ----------
+    X, y : numpy or dask arrays
+        Features (intercept column included) and targets. Dask arrays stay on the cluster.
+    n_nodes : int
+        Nodes, from 1 to the number of blocks of ``X`` (its rows, for numpy); may exceed the workers.
+    lr, n_steps, w0, model
+        As in :func:`~dml_lesson.core.optim.gradient_descent`.
+    aggregate : ``"mean"`` or ``"sum"``
+        Weighted mean of the nodes' gradients (correct), or the source's sum of node means.
+    client : distributed.Client, optional
+        Defaults to :func:`~dml_lesson.cluster.client.get_client`.
+    layout : str or Layout
+        How blocks are grouped into shards (see :mod:`dml_lesson.core.layout`).
+    transport : ``"actors"`` or ``"tasks"``
+        How the server reaches its nodes (see :mod:`dml_lesson.ps.transport`); results are identical.
+    on_step : callable, optional
+        Called with the step number before each step (notebook 07 kills a worker with
+        :func:`~dml_lesson.cluster.faults.kill_at`). A lost worker does not stop the run: its shards are rebuilt
+        from their lineage and the step is repeated, with the same result.
+    codec : optional
+        A gradient codec from :mod:`dml_lesson.core.codecs` (e.g. ``TopK(0.1)``): nodes send encoded gradients,
+        the server decodes them before averaging (notebook 06). Error-feedback state lives on the nodes and
+        starts afresh after a lost worker.
+    backups : int
+        Backup workers (notebook 07): each step uses the first ``n_nodes - backups`` nodes to answer and
+        drops the rest, so a straggler does not hold everybody up; a node still busy with an old step is
+        not asked again until it is done. The mean is taken over the nodes that answered, and so is the
+        recorded loss (an estimate); the last loss waits for every node. Runs with backups depend on timing.
+    topology : ``"server"`` or ``"ring"``
+        ``"server"``: the nodes send their gradients to the server (this process), which combines them.
+        ``"ring"``: the nodes sum them among themselves with a ring all-reduce, as Dask tasks passing pieces
+        from worker to worker (:mod:`dml_lesson.ps.ring`, notebook 11); the result equals the server's to
+        rounding (the additions happen in another order). The ring always uses tasks (``transport`` is not
+        used), needs every node (``backups=0``) and sends plain gradients (``codec=None``).
+    """
+    return _train("distributed_gd", **locals(), batch_size=None, seed=0, schedule="constant")
+
+
+def distributed_sgd(
+    X: Any,
+    y: Any,
+    n_nodes: int = 4,
+    lr: float = 0.05,
+    batch_size: int = 32,
+    n_steps: int = 500,
+    seed: int = 0,
+    client: Client | None = None,
+    *,
+    aggregate: str = "mean",
+    schedule: Schedule = "constant",
+    w0: Any = None,
+    model: str | Model = "linear",
+    layout: str | Layout = "contiguous",
+    transport: str = "actors",
+    on_step: Callable[[int], None] | None = None,
+    codec: Any = None,
+    backups: int = 0,
+    topology: str = "server",
+) -> TrainingResult:
+    """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
+
+    ``batch_size`` is per node: one step uses ``n_nodes * batch_size`` rows (the global batch). Node ``i``
+    draws its batch at step ``t`` from its shard with the seed ``(seed, i, t)``, as
+    :func:`~dml_lesson.core.optim.sgd` does on the whole dataset, so one node reproduces ``sgd`` exactly. A
+    shard smaller than ``batch_size`` is used whole; a ``batch_size`` at least every shard's size gives
+    :func:`distributed_gd`. The other parameters are those of :func:`distributed_gd` and
+    :func:`~dml_lesson.core.optim.sgd`.
+    """
+    return _train("distributed_sgd", **locals())
+
+
+def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step, codec,
+           backups, batch_size, seed, schedule, topology="server") -> TrainingResult:
+    X, y = check_xy(X, y, allow_dask=True)
+    lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
+    aggregate = check_choice("aggregate", aggregate, AGGREGATES)
+    transport = check_choice("transport", transport, TRANSPORTS)
+    topology = check_ring_options(check_choice("topology", topology, TOPOLOGIES), codec, backups)
+    seed, factor = check_seed("seed", seed), make_schedule(schedule)
+    n_blocks = X.numblocks[0] if isinstance(X, da.Array) else len(y)
+    why = "the number of blocks of X" if isinstance(X, da.Array) else "the number of rows"
+    n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
+    backups = check_int("backups", backups, low=0, high=n_nodes - 1, why="n_nodes - 1: one node must answer")
+    client = check_client(client)
+    placement = place_shards(client, X, y, n_nodes, layout)
+    if batch_size is not None:
+        why = "the largest shard's rows"
+        batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
+    place = functools.partial(place_shards, client, X, y, n_nodes, layout)
+    config = NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex)
+    nodes = (Resilient(client, place, config, transport) if topology == "server"
+             else RingAllReduce(client, place, config, aggregate))
+    sizes = placement.sizes if topology == "server" else [sum(placement.sizes)]  # the ring replies with totals
+    rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
+    params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
+              "batch_size": batch_size, "seed": seed, "transport": transport, "codec": codec, "backups": backups,
+              "shard_sizes": placement.sizes, "workers": list(placement.workers), "topology": topology}
+    rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
+    for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
+        if on_step is not None:
+            on_step(step)
+        need_grad = step < n_steps
+        replies, sent, received = nodes.round(w, step, need_grad, n_nodes - backups if need_grad else None)
+        if not rec.record(w, _loss(replies, sizes)) or not need_grad:
+            break
+        with np.errstate(all="ignore"):
+            w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate)
+        rec.step_done(sent, received)
+    rec.params["recoveries"] = nodes.recoveries
+    return rec.result()
+
+
+def combine(replies: list[NodeReply | None], aggregate: str = "mean") -> np.ndarray:
+    """The server's gradient from the nodes' replies, added in node order (so runs repeat bit for bit).
+
+    ``"mean"``: sum of gradient sums / total rows (the full-data gradient). ``"sum"``: sum of each node's
+    mean gradient (the source's formula 3.3). Nodes that did not answer (``None``) are left out.
+    """
+    replies = [r for r in replies if r is not None]
+    if aggregate == "mean":
+        return _total(r.grad_sum for r in replies) / sum(r.count for r in replies)
+    return _total(r.grad_sum / r.count for r in replies)
+
+
+def _loss(replies: list[NodeReply | None], sizes: list[int]) -> float:
+    """Full-data loss from the nodes' loss sums (over the nodes that answered, with backup workers)."""
+    answered = [i for i, r in enumerate(replies) if r is not None]
+    return _total(replies[i].loss_sum for i in answered) / sum(sizes[i] for i in answered)
+
+
+def _total(values) -> Any:
+    """Sum in the given order, starting from the first value (``sum()`` would start from 0)."""
+    it = iter(values)
+    total = next(it)
+    for v in it:
+        total = total + v
+    return total

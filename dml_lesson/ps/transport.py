@@ -1,0 +1,335 @@
+"""How the server reaches its nodes each step: direct calls to actors, or one scheduled task per node.
+
+Both give the same replies bit for bit; they differ in cost. ``"actors"`` (the default) keeps each shard in a
+Dask actor on its worker and calls it directly, with no scheduler round trip: a few milliseconds per step.
+``"tasks"`` submits one task per node per step through the scheduler: slower, but every step shows in the
+dashboard's task stream (notebooks 03 and 04 use it to show where tasks ran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from distributed import Client
+from distributed.protocol import to_serialize
+from distributed.scheduler import KilledWorker
+
+from ..cluster.client import restart_advice, worker_addresses
+from ..cluster.faults import slowed_down, straggle
+from ..cluster.shards import Placement, discard
+from .comm import message_nbytes
+from .node import NodeConfig, NodeReply, aligned, node_step
+
+T = TypeVar("T")
+TRANSPORTS = ("actors", "tasks")
+STEP_TIMEOUT = 120.0
+"""Seconds the server waits for its nodes in one step before it stops with a clear error."""
+MAX_RECOVERIES = 5
+"""Lost workers a run survives before it stops with an error."""
+RECOVER_WAIT = 20.0
+"""Seconds to wait for the nanny's replacement worker before going on with the survivors."""
+WATCH_SECONDS = 0.1
+"""How often a call to an actor checks that the scheduler still has the actor's worker."""
+POLL_SECONDS = 0.0002
+"""How often the server looks for finished nodes when it waits for only some of them (backup workers)."""
+Round = tuple[list[NodeReply | None], int, int]
+"""Replies in node order (``None``: not waited for), bytes sent, bytes received."""
+
+
+class Transport(Protocol):
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
+        """Send ``w`` to the nodes; return the replies in node order (``None`` for a node not waited for),
+        bytes sent and bytes received."""
+        ...
+
+
+def connect(client: Client, placement: Placement, config: NodeConfig, kind: str) -> Transport:
+    """A transport of the given kind (``"actors"`` or ``"tasks"``) to the placement's nodes."""
+    if kind == "actors":
+        return ActorTransport(client, placement, config)
+    return TaskTransport(client, placement, config)
+
+
+class Resilient:
+    """A transport that survives lost workers: it re-places the shards (recomputed from their lineage, pinned
+    to the workers alive now, the nanny's replacements included) and repeats the step with the same ``w``.
+
+    Node steps are pure, so a repeated step gives the same replies: a run with a fault ends with the same
+    weights as a run without one. ``recoveries`` lists the steps at which a recovery happened.
+    """
+
+    def __init__(self, client: Client, place: Callable[[], Placement], config: NodeConfig, kind: str) -> None:
+        self.client, self.place, self.config, self.kind = client, place, config, kind
+        self.placement = place()
+        self.n_workers = len(set(worker_addresses(client)))
+        self.inner = connect(client, self.placement, config, kind)
+        self.recoveries: list[int] = []
+
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
+        while True:
+            try:
+                return self.inner.round(w, step, need_grad, wait_for)
+            except (OSError, RuntimeError) as exc:
+                if not _worker_lost(exc):
+                    raise
+                if len(self.recoveries) >= MAX_RECOVERIES:
+                    raise RuntimeError(
+                        f"workers were lost {len(self.recoveries) + 1} times during this run (at steps "
+                        f"{self.recoveries + [step]}); giving up. Check the workers' memory (dashboard: "
+                        f"dml.dashboard_link()); {restart_advice(self.client)}"
+                    ) from exc
+                self._recover(step)
+            except KilledWorker as exc:
+                deaths = exc.args[2] + 1 if len(exc.args) > 2 else 0
+                tries = f"{deaths} time{'s' if deaths != 1 else ''}" if deaths else "several times"
+                raise RuntimeError(
+                    f"step {step} failed: the workers running one of its node tasks died {tries} "
+                    "(Dask stops retrying a task after distributed.scheduler.allowed-failures worker deaths, 3 by "
+                    "default), so the task may be what kills them, e.g. by running out of memory. Check the "
+                    "workers' memory (dml.dashboard_link()); use less data per node (more nodes, smaller batches) "
+                    f"or more memory per worker; {restart_advice(self.client)}"
+                ) from exc
+
+    def _recover(self, step: int) -> None:
+        self.recoveries.append(step)
+        discard(self.client, self.placement)  # its tasks may be pinned to the lost address: cancel, build anew
+        deadline = time.monotonic() + RECOVER_WAIT  # let the nanny bring the replacement up, to spread the shards
+        while len(worker_addresses(self.client)) < self.n_workers and time.monotonic() < deadline:
+            time.sleep(0.1)  # past the deadline, go on with the workers that are alive
+        if not worker_addresses(self.client):
+            raise RuntimeError(f"every worker was lost at step {step} and none came back within "
+                               f"{RECOVER_WAIT:.0f} s; {restart_advice(self.client)}")
+        self.placement = self.place()
+        self.inner = connect(self.client, self.placement, self.config, self.kind)
+
+
+def _timeout_error(step: int) -> TimeoutError:
+    return TimeoutError(
+        f"the nodes did not answer step {step} within {STEP_TIMEOUT:.0f} s: the cluster may be stuck or "
+        f"overloaded; {restart_advice()}"
+    )
+
+
+def _worker_lost(exc: BaseException) -> bool:
+    """True for the errors Dask raises when the worker behind an actor is gone (or the actor was rebuilt)."""
+    return isinstance(exc, (OSError, ActorStateLost)) or "Worker holding Actor was lost" in str(exc)
+
+
+INLINE_CELLS = 1 << 16
+"""Shards with at most this many entries in ``X`` are computed on the worker's event loop (tens of
+microseconds); larger ones in a thread."""
+
+
+def faulty_node_step(*args: Any) -> NodeReply:
+    """:func:`~dml_lesson.ps.node.node_step` on a worker that may have been slowed down on purpose (notebook 07).
+
+    The kernel knows nothing of faults: the transport wraps it, and the fault module's setting decides whether
+    the worker sleeps after computing (:func:`~dml_lesson.cluster.faults.straggle`).
+    """
+    started = time.perf_counter()
+    reply = node_step(*args)
+    straggle(started)
+    return reply
+
+
+class ActorStateLost(RuntimeError):
+    """The actor was recreated by Dask after its worker died and has lost its run settings."""
+
+
+class ShardActor:
+    """A Dask actor holding one node's shard: each step is a direct call, no scheduler round trip."""
+
+    def __init__(self, shard: tuple[np.ndarray, np.ndarray], node: int) -> None:
+        self.shard, self.node = aligned(shard), node
+        self.config: NodeConfig | None = None
+        self.state: dict = {}
+
+    def configure(self, config: NodeConfig) -> None:
+        """Set the run's settings once, so that each step only carries ``w``; forget the last run's state."""
+        self.config, self.state = config, {}
+
+    async def step(self, w: np.ndarray, step: int, need_grad: bool = True) -> NodeReply:
+        """Run :func:`node_step` on the shard held in memory.
+
+        A coroutine, so Dask runs it on the worker's event loop: for a small shard that saves the hop to the
+        actor thread and back (about a tenth of a millisecond per call, measured). A large shard, or a worker
+        slowed down on purpose, computes in a thread instead, so that the worker keeps answering meanwhile.
+        """
+        if self.config is None:
+            raise ActorStateLost("this actor was rebuilt after its worker died: configure it again")
+        args = (self.shard, self.config, self.node, w, step, need_grad, self.state)
+        if self.shard[0].size <= INLINE_CELLS and not slowed_down():
+            return node_step(*args)  # a slowed-down worker is never here: it sleeps, so it computes in a thread
+        return await asyncio.get_running_loop().run_in_executor(None, faulty_node_step, *args)
+
+
+class ActorTransport:
+    """One :class:`~dml_lesson.ps.node.ShardActor` per node, created once per placement and reused."""
+
+    def __init__(self, client: Client, placement: Placement, config: NodeConfig) -> None:
+        actors = placement.extras.get("actors")
+        if actors is None:
+            futures = [
+                client.submit(ShardActor, shard, node, workers=[addr], allow_other_workers=True, actor=True)
+                for node, (shard, addr) in enumerate(zip(placement.futures, placement.workers))
+            ]
+            actors = [f.result(timeout=STEP_TIMEOUT) for f in futures]
+            placement.extras["actors"] = actors
+            placement.extras["actor_futures"] = futures
+        for call in [a.configure(config) for a in actors]:
+            call.result(timeout=STEP_TIMEOUT)
+        self.actors, self.loop = actors, client.loop
+        self.busy: dict[int, Any] = {}  # nodes still working on a step whose answer was not waited for
+
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
+        self.busy = {n: c for n, c in self.busy.items() if not c.done()}
+        if wait_for is None or wait_for >= len(self.actors):  # every node answers: let the busy ones finish
+            for call in self.busy.values():
+                _result(call, step)
+            self.busy = {}
+            try:  # one hop to the client's event loop for the whole round, not one per node and way
+                replies = run_on_loop(self.loop, _call_all(self.actors, w, step, need_grad), STEP_TIMEOUT)
+            except TimeoutError as exc:
+                raise _timeout_error(step) from exc
+            return replies, *_bytes(w, step, need_grad, len(self.actors), replies)
+        calls = {n: a.step(w, step, need_grad) for n, a in enumerate(self.actors) if n not in self.busy}
+        replies = _collect(calls, len(self.actors), wait_for, step)
+        self.busy.update({n: c for n, c in calls.items() if replies[n] is None})
+        return replies, *_bytes(w, step, need_grad, len(calls), replies)
+
+
+class TaskTransport:
+    """One task per node per step, submitted through the scheduler to the node's worker."""
+
+    def __init__(self, client: Client, placement: Placement, config: NodeConfig) -> None:
+        self.client, self.placement, self.config = client, placement, config
+
+    def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
+        p = self.placement
+        calls = {
+            node: self.client.submit(
+                faulty_node_step, shard, self.config, node, w, step, need_grad,
+                key=f"node_step-{node}-{step}-{self.config.run or 'run'}",
+                workers=[addr], allow_other_workers=True, pure=False,
+            )
+            for node, (shard, addr) in enumerate(zip(p.futures, p.workers))
+        }
+        replies = _collect(calls, len(calls), wait_for, step)
+        return replies, *_bytes(w, step, need_grad, len(calls), replies)
+
+
+
+
+def run_on_loop(loop: Any, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Run ``coro`` on the client's event loop (``client.loop``) and wait for its result, ``timeout`` s at most.
+
+    A Stop in the notebook (``KeyboardInterrupt``) cancels the coroutine on the loop and reaches the learner as a
+    plain ``KeyboardInterrupt``. (Dask's ``distributed.utils.sync``, which ``client.sync`` uses, can print a
+    ``NameError`` from its loop thread when it is stopped before its coroutine has started.)
+
+    Raises
+    ------
+    TimeoutError
+        When ``coro`` has not finished within ``timeout`` seconds (it is cancelled).
+    """
+    future = asyncio.run_coroutine_threadsafe(coro, loop.asyncio_loop)
+    try:
+        return future.result(timeout)
+    except BaseException:  # a timeout, or a Stop: nothing keeps running on the loop
+        future.cancel()
+        raise
+
+
+async def _call_all(actors: list[Any], w: np.ndarray, step: int, need_grad: bool) -> list[NodeReply]:
+    """On the client's event loop: call every actor at once, then take the replies in node order.
+
+    Each call sends the message Dask's own actor method call sends (``actor_execute`` to the actor's worker),
+    without the future and extra event-loop hop an actor method call adds for a caller outside the loop.
+    """
+    replies = await call_actors(actors, "step", w, step, need_grad)
+    return [NodeReply(*reply) for reply in replies]
+
+
+async def call_actors(actors: list[Any], method: str, *args: Any) -> list[Any]:
+    """Call ``method(*args)`` on every actor at once from the client's event loop, as the server does (and
+    notebook 11's calibration); the answers in the actors' order. An error in a method is raised here.
+
+    A worker that is gone raises ``RuntimeError("Worker holding Actor was lost...")`` as soon as the scheduler
+    knows, as Dask's own actor call does: without that watch, a call to a dead worker's address would keep
+    trying to connect for Dask's connect timeout (20 s) before failing.
+    """
+    for actor in actors:
+        _check_alive(actor)
+    rpcs = [getattr(actor, "_worker_rpc", None) for actor in actors]
+    if any(rpc is None for rpc in rpcs):  # a Dask without this attribute: the public (slower) way
+        return list(await asyncio.gather(*[getattr(actor, method)(*args) for actor in actors]))
+    payload = [to_serialize(a) for a in args]
+    calls = asyncio.gather(*[rpc.actor_execute(function=method, actor=actor.key, args=payload, kwargs={})
+                             for rpc, actor in zip(rpcs, actors)])
+    loop, lost = asyncio.get_running_loop(), []
+
+    def watch() -> None:  # a timer, not asyncio.wait: that costs a quarter of a millisecond per round
+        try:
+            for actor in actors:
+                _check_alive(actor)
+        except RuntimeError as exc:
+            lost.append(exc)
+            calls.cancel()
+        else:
+            timer[0] = loop.call_later(WATCH_SECONDS, watch)
+
+    timer = [loop.call_later(WATCH_SECONDS, watch)]
+    try:
+        answers = await calls
+    except asyncio.CancelledError:
+        if lost:
+            raise lost[0] from None
+        raise
+    finally:
+        timer[0].cancel()
+    for answer in answers:
+        if answer["status"] != "OK":
+            raise answer["exception"]
+    return [answer["result"] for answer in answers]
+
+
+def _check_alive(actor: Any) -> None:
+    """Raise Dask's own error when the scheduler has seen the actor's worker go."""
+    future = getattr(actor, "_future", None)
+    if future is not None and future.status not in ("finished", "pending"):
+        raise RuntimeError(f"Worker holding Actor was lost.  Status: {future.status}")
+
+
+def _result(call: Any, step: int) -> NodeReply:
+    try:
+        return NodeReply(*call.result(timeout=STEP_TIMEOUT))
+    except (TimeoutError, FuturesTimeout) as exc:
+        raise _timeout_error(step) from exc
+
+
+def _collect(calls: dict[int, Any], k: int, wait_for: int | None, step: int) -> list[NodeReply | None]:
+    """Replies in node order: all of them, or (backup workers) those of the first ``wait_for`` nodes to
+    finish, ``None`` for the others."""
+    if wait_for is None or wait_for >= len(calls):
+        replies: list[NodeReply | None] = [None] * k
+        for node, call in calls.items():
+            replies[node] = _result(call, step)
+        return replies
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while len(done := [n for n, c in calls.items() if c.done()]) < wait_for:
+        if time.monotonic() > deadline:
+            raise _timeout_error(step)
+        time.sleep(POLL_SECONDS)
+    return [_result(calls[n], step) if n in done else None for n in range(k)]
+
+
+def _bytes(w: np.ndarray, step: int, need_grad: bool, n_sent: int, replies: list) -> tuple[int, int]:
+    """Bytes of the step's messages as Dask serializes them: ``w`` to each node asked, each reply back."""
+    sent = n_sent * message_nbytes((w, step, need_grad))
+    received = sum(message_nbytes(tuple(r)) for r in replies if r is not None)
+    return sent, received

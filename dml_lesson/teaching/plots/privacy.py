@@ -1,0 +1,89 @@
+"""Figures of notebook 10: the DP-SGD noise/accuracy trade-off and the server's view under secure aggregation.
+
+Same conventions as :mod:`dml_lesson.teaching.plots.training`: each function returns a new ``Figure`` (no pyplot state), and the
+widget in :mod:`dml_lesson.teaching.widgets.privacy` redraws the same function the notebook uses for its static figure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ...core.result import TrainingResult
+from .training import COLORS, log_scale, new_figure
+
+
+def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sigma: float | None = None,
+              into: Figure | None = None) -> Figure:
+    """Left: loss per step of each run (e.g. non-private and DP-SGD). Right: epsilon against the noise
+    multiplier, as the Poisson-sampling accountant reports it and as the valid no-amplification bound, with
+    ``sigma`` marked (notebook 10).
+
+    ``curve`` holds ``"sigma"``, ``"poisson"`` and ``"no-amplification"`` arrays (see
+    :func:`~dml_lesson.teaching.widgets.privacy.epsilon_curve`). ``into``: as :func:`~dml_lesson.teaching.plots.training.new_figure`.
+    """
+    fig = new_figure(2, 1, width=10.0, height=3.6, into=into)
+    ax, ax_eps = fig.axes
+    for i, (label, res) in enumerate(runs.items()):
+        ax.plot(np.arange(len(res.losses)), res.losses, color=COLORS[i % len(COLORS)], lw=1.2,
+                label=f"{label}: final {res.losses[-1]:.4g}")
+    log_scale(ax, "y")
+    ax.set(xlabel="step", ylabel="training loss (MSE)", title="accuracy: loss per step")
+    ax.legend(fontsize=8)
+    ax_eps.plot(curve["sigma"], curve["poisson"], color=COLORS[0], marker=".",
+                label="accountant, assuming Poisson sampling")
+    ax_eps.plot(curve["sigma"], curve["no-amplification"], color=COLORS[3], marker=".", linestyle="--",
+                label="valid bound for shuffled batches")
+    if sigma is not None and sigma > 0:
+        ax_eps.axvline(sigma, color="k", lw=0.8, linestyle=":", label=f"noise multiplier {sigma:g}")
+    log_scale(ax_eps, "x")
+    log_scale(ax_eps, "y")
+    ax_eps.set(xlabel="noise multiplier σ", ylabel="ε (δ fixed)",
+               title="privacy: ε after the run (smaller is more private)")
+    ax_eps.set_xticks(curve["sigma"], [f"{s:g}" for s in curve["sigma"]])
+    ax_eps.minorticks_off()
+    ax_eps.legend(fontsize=8)
+    return fig
+
+
+def secagg_figure(parts: list[np.ndarray], masked: list[np.ndarray], total: np.ndarray) -> Figure:
+    """Three panels (notebook 10): each node's true gradient sum (what the server must not see), the masked
+    vectors it does see (each entry scaled to [0, 1): uniform noise), and the decoded sum against the true one.
+    """
+    fig = new_figure(3, 1, width=11.0, height=3.4)
+    ax_true, ax_seen, ax_sum = fig.axes
+    d, k = len(total), len(parts)
+    width = 0.8 / k
+    entries = np.arange(d)
+    for i, g in enumerate(parts):
+        ax_true.bar(entries + (i - (k - 1) / 2) * width, g, width, color=COLORS[i % len(COLORS)], label=f"node {i}")
+    ax_true.set(xlabel="gradient entry", ylabel="gradient sum", title="each node's gradient (private)")
+    ax_true.legend(fontsize=7)
+    for i, m in enumerate(masked):
+        ax_seen.plot(entries + (i - (k - 1) / 2) * width, np.asarray(m, dtype=np.uint64) / 2.0**64, "o",
+                     color=COLORS[i % len(COLORS)], label=f"from node {i}")
+    ax_seen.set(ylim=(0, 1), xlabel="gradient entry", ylabel="masked value / 2⁶⁴",
+                title="what the server receives")
+    true_sum = np.sum(parts, axis=0)
+    ax_sum.bar(entries - 0.2, true_sum, 0.4, color="0.6", label="true sum (never sent)")
+    ax_sum.bar(entries + 0.2, total, 0.4, color=COLORS[2], label="sum of masked vectors, decoded")
+    err = float(np.max(np.abs(total - true_sum)))
+    ax_sum.set(xlabel="gradient entry", ylabel="sum over nodes", title=f"the sum it learns (max error {err:.0e})")
+    ax_sum.legend(fontsize=7)
+    for ax in fig.axes:
+        ax.set_xticks(entries)
+    return fig
+
+
+def clipping_figure(norms: Any, clip_norm: float) -> Figure:
+    """Histogram of per-example gradient norms with the clipping norm C marked (notebook 10)."""
+    norms = np.asarray(norms, dtype=float)
+    fig = new_figure(1, 1, width=6.5, height=3.0)
+    ax = fig.axes[0]
+    ax.hist(norms, bins=40, color=COLORS[0])
+    ax.axvline(clip_norm, color=COLORS[3], lw=1.5, label=f"C = {clip_norm:g}: longer gradients are scaled to C")
+    ax.set(xlabel="per-example gradient norm", ylabel="rows", title="per-example gradient norms at w = 0")
+    ax.legend(fontsize=8)
+    return fig

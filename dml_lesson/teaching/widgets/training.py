@@ -1,0 +1,291 @@
+"""Sliders beside a figure: each notebook's interactive experiment (notebooks 01 to 05).
+
+An :class:`Explorer` owns its controls, a status line and an output area. Every control redraws only when
+released (``continuous_update=False``): the explorer reruns training, draws the figure with the same function
+the notebook used for its static figure, and writes a status line (running, converged, diverged at step k;
+stopped, when the learner pressed Stop during the redraw).
+Tests drive an explorer from Python by setting ``explorer.controls[name].value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+from matplotlib.figure import Figure
+
+from ...cluster.client import get_client
+from ...cluster.shards import place_shards
+from ...core.data import to_numpy
+from ...core.models import lipschitz_constant
+from ...core.optim import gradient_descent, sgd
+from ...ps.server import distributed_gd, distributed_sgd
+from .. import plots
+from .explorer import Explorer
+
+
+def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40,
+                lr_range: tuple[float, float] = (0.01, 1.0)) -> Explorer:
+    """Notebook 01: a learning-rate slider over GD on a two-weight problem, the bound 2/L marked."""
+    bound = 2 / lipschitz_constant(X)
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
+                              step=0.02, description="learning rate", readout_format=".3f")
+
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        res = gradient_descent(X, y, lr=v["lr"], n_steps=n_steps)
+        return plots.lr_figure(res, X, y, w_star, bound, lr_range, into=into), lr_status(res, bound)
+
+    return Explorer({"lr": slider}, step, redraw_into=True)
+
+
+def lr_status(res: Any, bound: float) -> str:
+    """How a GD run behaved, in words, given the stability bound ``2/L``."""
+    lr = res.params["lr"]
+    where = f"lr = {lr:.3g} = {lr / bound:.2f} × 2/L"
+    if res.diverged:
+        return f"{where}: diverged at step {res.diverged_at} (above 2/L every step overshoots more)"
+    regime = "oscillating but converging" if lr > bound / 2 else "converging smoothly"
+    if lr < bound / 20:
+        regime = "converging slowly"
+    if lr > bound:
+        regime = "above 2/L, so the loss grows (diverging, slowly this close to the bound)"
+    return f"{where}: {regime}, loss {res.losses[-1]:.4g} after {res.n_steps} steps"
+
+
+BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float = 0.05, n_epochs: int = 3,
+                 seed: int = 0) -> Explorer:
+    """Notebook 02: batch-size and learning-rate sliders; SGD against GD for the same number of epochs."""
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    sizes = [b for b in BATCH_SIZES if b < len(y)] + [len(y)]
+    controls = {
+        "batch_size": w.SelectionSlider(options=sizes, value=batch_size, description="batch size"),
+        "lr": w.FloatLogSlider(value=lr, base=10, min=-3, max=0, step=0.05, description="learning rate",
+                               readout_format=".3f"),
+    }
+
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        results = sgd_runs(X, y, v["batch_size"], v["lr"], n_epochs, seed)
+        run = results[f"SGD, batch {v['batch_size']}"]
+        return plots.sgd_figure(results, X, y, w_star, into=into), sgd_status(run)
+
+    return Explorer(controls, step, redraw_into=True)
+
+
+def sgd_runs(X: np.ndarray, y: np.ndarray, batch_size: int, lr: float, n_epochs: int, seed: int = 0) -> dict:
+    """GD and SGD with ``batch_size`` over the same number of epochs (notebook 02)."""
+    steps = n_epochs * (len(y) // batch_size)
+    return {
+        "GD (all rows)": gradient_descent(X, y, lr=lr, n_steps=n_epochs),
+        f"SGD, batch {batch_size}": sgd(X, y, lr=lr, batch_size=batch_size, n_steps=steps, seed=seed),
+    }
+
+
+def sgd_status(res: Any) -> str:
+    """Status line of an SGD run: steps, epochs, final loss or divergence."""
+    b, lr = res.params["batch_size"], res.params["lr"]
+    if res.diverged:
+        return f"batch {b}, lr {lr:.3g}: diverged at step {res.diverged_at}: lower the learning rate"
+    return (f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, "
+            f"final loss {res.losses[-1]:.4g}")
+
+
+def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous", client: Any = None) -> Explorer:
+    """Notebook 03: a node-count slider and a layout menu; the map of which rows live on which worker."""
+    client = client or get_client()
+    n_blocks = X.numblocks[0]
+    y_values = to_numpy(y)
+    controls = {
+        "n_nodes": w.IntSlider(value=n_nodes, min=1, max=min(8, n_blocks), description="nodes"),
+        "layout": w.Dropdown(options=["contiguous", "shuffled", "skewed", "noniid"], value=layout,
+                             description="layout"),
+    }
+
+    def step(v: dict[str, Any]) -> tuple[Figure, str]:
+        p = place_shards(client, X, y, v["n_nodes"], v["layout"])
+        workers = sorted(set(p.workers))
+        fig = plots.layout_figure(p.rows, p.n_rows, [workers.index(a) for a in p.workers], y_values,
+                                  f"{v['n_nodes']} nodes, {v['layout']} layout")
+        held = sum(p.sizes)
+        status = (f"{v['n_nodes']} nodes, {v['layout']} layout: shard sizes {p.sizes}, {held} rows in all, "
+                  "each row on exactly one node")
+        return fig, status
+
+    return Explorer(controls, step)
+
+
+def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int = 40,
+                       client: Any = None) -> Explorer:
+    """Notebook 04: a node-count slider; the weighted mean against the source's sum of node gradients."""
+    client = client or get_client()
+    n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
+    controls = {"n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes")}
+
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        results = aggregate_runs(X, y, v["n_nodes"], lr, n_steps, client)
+        return plots.aggregate_figure(results, v["n_nodes"], into=into), aggregate_status(results)
+
+    return Explorer(controls, step, redraw_into=True)
+
+
+def aggregate_runs(X: Any, y: Any, n_nodes: int, lr: float, n_steps: int, client: Any = None) -> dict:
+    """Distributed GD with the weighted mean and with the source's sum (notebook 04)."""
+    return {
+        "weighted mean": distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps, client=client),
+        "sum (source's formula)": distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps,
+                                                 aggregate="sum", client=client),
+    }
+
+
+def aggregate_status(results: dict) -> str:
+    """One line per aggregation rule: final loss, or the step where it diverged."""
+    parts = []
+    for label, res in results.items():
+        if res.diverged:
+            parts.append(f"{label}: diverged at step {res.diverged_at}")
+        else:
+            parts.append(f"{label}: loss {res.losses[-1]:.4g} after {res.n_steps} steps")
+    k = results["weighted mean"].params["n_nodes"]
+    return f"{k} node{'s' if k > 1 else ''}: " + "; ".join(parts)
+
+
+def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
+                  seed: int = 0, scale_lr: bool = True, client: Any = None) -> Explorer:
+    """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule."""
+    client = client or get_client()
+    n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
+    controls = {
+        "n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes"),
+        "batch_size": w.SelectionSlider(options=BATCH_SIZES[:8], value=batch_size, description="batch per node"),
+        "scale_lr": w.Checkbox(value=scale_lr, description="scale lr with the node count"),
+    }
+
+    one_node: dict[int, Any] = {}  # the one-node run of each batch size: the node slider does not change it
+
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client,
+                            one_node)
+        return plots.dsgd_figure(results, into=into), dsgd_status(results)
+
+    return Explorer(controls, step, redraw_into=True)
+
+
+def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr: bool, n_steps: int,
+              seed: int = 0, client: Any = None, one_node: dict[int, Any] | None = None) -> dict:
+    """One node against ``n_nodes`` nodes with the same per-node batch (notebook 05).
+
+    ``one_node``: one-node runs already made, by batch size (the explorer keeps them: a run is a function of its
+    settings, so the same settings give the same run); a new one is added to it.
+    """
+    kw = dict(batch_size=batch_size, n_steps=n_steps, seed=seed, client=client)
+    lr_k = lr * n_nodes if scale_lr else lr
+    one_node = {} if one_node is None else one_node
+    if batch_size not in one_node:
+        one_node[batch_size] = distributed_sgd(X, y, n_nodes=1, lr=lr, **kw)
+    return {
+        f"1 node, batch {batch_size}, lr {lr:.3g}": one_node[batch_size],
+        f"{n_nodes} nodes × batch {batch_size}, lr {lr_k:.3g}": distributed_sgd(X, y, n_nodes=n_nodes, lr=lr_k,
+                                                                                **kw),
+    }
+
+
+def dsgd_status(results: dict) -> str:
+    """Global batch of the multi-node run, and the outcome of both runs."""
+    one, res = list(results.values())
+    k, b = res.params["n_nodes"], res.params["batch_size"]
+    head = f"global batch = {k} nodes × {b} = {res.rows_per_step} rows per step, lr {res.params['lr']:.3g}"
+
+    def outcome(r: Any) -> str:
+        if r.diverged:
+            return f"diverged at step {r.diverged_at}"
+        return f"loss {r.losses[-1]:.4g} after {r.n_steps} steps ({r.epochs[-1]:.2f} epochs)"
+
+    return f"{head}: {outcome(res)}; one node: {outcome(one)}"
+
+
+def codec_runs(X: Any, y: Any, codecs: dict[str, Any], n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
+               client: Any = None) -> dict:
+    """Distributed GD with each codec (notebook 06): the same run, different messages."""
+    return {label: distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps, codec=codec, client=client)
+            for label, codec in codecs.items()}
+
+
+def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
+                   client: Any = None) -> Explorer:
+    """Notebook 06: a codec menu, its compression slider and error feedback; loss against bytes sent."""
+    from ...core.codecs import make_codec
+
+    client = client or get_client()
+    controls = {
+        "codec": w.Dropdown(options=["top-k", "random-k", "quantize", "sign"], value="top-k", description="codec"),
+        "ratio": w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.1, description="kept share (k/d)",
+                                  readout_format=".2f"),
+        "bits": w.IntSlider(value=4, min=1, max=8, description="bits (quantize)"),
+        "error_feedback": w.Checkbox(value=False, description="error feedback"),
+    }
+
+    baseline = codec_runs(X, y, {"no compression": None}, n_nodes, lr, n_steps, client)  # the same every time
+
+    def enable(change: Any = None) -> None:  # each codec's own knob is active, the other greyed out
+        codec = controls["codec"].value
+        controls["ratio"].disabled = codec not in ("top-k", "random-k")
+        controls["bits"].disabled = codec != "quantize"
+
+    controls["codec"].observe(enable, names="value")
+    enable()
+
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])
+        results = {**baseline, **codec_runs(X, y, {_codec_label(v): codec}, n_nodes, lr, n_steps, client)}
+        return plots.bytes_figure(results, into=into), codec_status(results)
+
+    return Explorer(controls, step, redraw_into=True)
+
+
+def _codec_label(v: dict[str, Any]) -> str:
+    detail = {"top-k": f" {v['ratio']:.2f}", "random-k": f" {v['ratio']:.2f}", "quantize": f" {v['bits']} bits",
+              "sign": ""}[v["codec"]]
+    return v["codec"] + detail + (" + error feedback" if v["error_feedback"] else "")
+
+
+def codec_status(results: dict) -> str:
+    """Bytes per step and final loss of each run, compared with no compression."""
+    base = results["no compression"]
+    parts = []
+    for label, res in results.items():
+        share = res.bytes_received.sum() / base.bytes_received.sum()
+        end = f"diverged at step {res.diverged_at}" if res.diverged else f"final loss {res.losses[-1]:.4g}"
+        parts.append(f"{label}: {share:.0%} of the bytes up, {end}")
+    return "; ".join(parts)
+
+
+def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 4, worker: int = 1,
+                       client: Any = None) -> Explorer:
+    """Notebook 07: a slowdown slider for one worker and a backup-worker count; the synchronous timeline."""
+    from ...cluster.faults import reset_slowdowns, slow_worker
+    from ...cluster.timeline import Timeline
+
+    client = client or get_client()
+    controls = {
+        "factor": w.FloatSlider(value=4.0, min=1.0, max=10.0, step=0.5, description="slowdown of worker 1"),
+        "backups": w.IntSlider(value=0, min=0, max=n_nodes - 1, description="backup workers"),
+    }
+
+    def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        try:
+            slow_worker(worker, v["factor"], client)
+            with Timeline(client) as tl:
+                res = distributed_gd(X, y, n_nodes=n_nodes, n_steps=n_steps, transport="tasks",
+                                     backups=v["backups"], client=client)
+        finally:
+            reset_slowdowns(client)
+        median = 1e3 * float(np.median(res.step_times))
+        title = f"worker {worker} {v['factor']:g}x slower, {v['backups']} backup(s): {median:.0f} ms per step"
+        return (plots.timeline_figure(tl.rows, title, into=into),
+                f"{title}; loss {res.losses[-1]:.4g} after {n_steps} steps")
+
+    return Explorer(controls, step, redraw_into=True)
