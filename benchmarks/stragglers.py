@@ -36,6 +36,7 @@ from machine import busy_cores  # benchmarks/machine.py: the scripts run from th
 import dml_lesson as dml
 from dml_lesson.analysis.calibration import calibrate
 from dml_lesson.cluster import faults
+from dml_lesson.cluster.client import restore_workers
 from dml_lesson.cluster.timeline import Timeline
 from dml_lesson.variants.async_server import async_sgd
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     print(f"busy cores before the run (other processes): {busy_cores()}")
     client = dml.get_client()
-    dml.restore_workers(client)
+    restore_workers(client)
     print(f"{len(dml.worker_addresses(client))} workers\n")
     print(f"{'measure':<58}{'value':>10}   {'bound (was a test)':<22}verdict")
     for part in (slowed_steps, straggler_and_backups, async_straggler, async_convergence, calibration_order):

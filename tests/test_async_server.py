@@ -13,6 +13,7 @@ import pytest
 
 import dml_lesson as dml
 from dml_lesson.cluster import faults
+from dml_lesson.teaching import experiments
 from dml_lesson.variants.async_server import AsyncResult, async_sgd
 
 pytestmark = pytest.mark.cluster
@@ -186,7 +187,7 @@ def test_staleness_explorer(client, data):
     from dml_lesson.teaching.widgets import asynchronous as widgets_async
 
     X, y = data
-    initial = widgets_async.staleness_runs(X, y, 2, n_gradients=200, client=client)
+    initial = experiments.staleness_runs(X, y, 2, n_gradients=200, client=client)
     e = widgets_async.staleness_explorer(X, y, bound="2", n_gradients=200, client=client, initial=initial)
     assert e.redraws == 1 and "bound 2: staleness at most" in e.status.value
     e.controls["bound"].value = "0"

@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import dml_lesson as dml
 from dml_lesson.core.codecs import Quantize, RandomK, Sign, TopK, encode
 from dml_lesson.ps.comm import message_nbytes, serialized_nbytes
+from dml_lesson.ps.node import NodeReply
 
 INTS = st.one_of(st.integers(-300, 300), st.integers(-2**70, 2**70))
 SHAPES = st.lists(st.integers(0, 40), min_size=0, max_size=2).map(tuple)
@@ -36,7 +36,7 @@ def message(draw, depth=0):
 
     def build(s):
         values = [p(s) for p in parts]
-        return dml.NodeReply(*values) if named else tuple(values)
+        return NodeReply(*values) if named else tuple(values)
 
     return build
 
@@ -56,7 +56,7 @@ def test_the_servers_messages_of_every_codec_are_counted_exactly():
         assert message_nbytes((w, step, True)) == serialized_nbytes((w, step, True))
         for codec in [None, TopK(0.1), RandomK(0.2), Quantize(4), Sign()]:
             payload = encode(codec, g * step, 3, 1, step, {})
-            reply = tuple(dml.NodeReply(payload, 1000 + step, float(step)))
+            reply = tuple(NodeReply(payload, 1000 + step, float(step)))
             assert message_nbytes(reply) == serialized_nbytes(reply), codec
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
+from dml_lesson.teaching import experiments
 from dml_lesson.variants.local_sgd import local_sgd
 
 pytestmark = pytest.mark.cluster
@@ -93,7 +94,7 @@ def test_local_steps_explorer(client, data):
     from dml_lesson.teaching.widgets import asynchronous as widgets_async
 
     X, y = data
-    initial = widgets_async.local_runs(X, y, 16, "noniid", client=client)
+    initial = experiments.local_runs(X, y, 16, "noniid", client=client)
     e = widgets_async.local_steps_explorer(X, y, local_steps=16, layout="noniid", client=client, initial=initial)
     assert e.redraws == 1 and "H = 16: 16 messages per epoch" in e.status.value
     assert "H = 1 (distributed SGD): 250 messages per epoch" in e.status.value

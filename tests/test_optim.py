@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
+from dml_lesson.core.optim import make_schedule
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,8 @@ def test_sgd_with_the_full_batch_is_gd(data):
 
 
 def test_schedules():
-    assert dml.make_schedule("constant")(10) == 1.0
-    assert dml.make_schedule("inv_sqrt")(3) == pytest.approx(0.5)
+    assert make_schedule("constant")(10) == 1.0
+    assert make_schedule("inv_sqrt")(3) == pytest.approx(0.5)
     decay = dml.step_decay(every=10, factor=0.5)
     assert [decay(t) for t in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
 

@@ -14,7 +14,7 @@ import dml_lesson as dml
 from dml_lesson.core.codecs import codec_rng
 from dml_lesson.core.models import LINEAR, LOGISTIC, Model
 from dml_lesson.core.optim import minibatch_indices
-from dml_lesson.teaching import plots
+from dml_lesson.teaching import experiments, plots
 from dml_lesson.teaching.plots import privacy as plots_privacy
 from dml_lesson.teaching.widgets import privacy as wp
 from dml_lesson.variants import secagg
@@ -240,9 +240,9 @@ def test_dp_widget_redraws_and_matches_the_static_figure(client, data):
     X, y, _, _ = data
     kw = dict(n_nodes=2, lr=0.1, batch_size=10, n_steps=30, client=client)
     explorer = wp.dp_explorer(X, y, noise_multiplier=1.0, **kw)
-    runs = wp.dp_runs(X, y, 1.0, 1.0, **kw)
+    runs = experiments.dp_runs(X, y, 1.0, 1.0, **kw)
     dp = list(runs.values())[1]
-    static = plots_privacy.dp_figure(runs, wp.epsilon_curve(30, 10, dp.params["shard_sizes"]), 1.0)
+    static = plots_privacy.dp_figure(runs, experiments.epsilon_curve(30, 10, dp.params["shard_sizes"]), 1.0)
     assert plots.to_png(static) == explorer.png
     assert "ε = " in explorer.status.value
     explorer.controls["noise_multiplier"].value = 0.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dml_lesson as dml
-from dml_lesson.teaching import plots, widgets
+from dml_lesson.teaching import experiments, plots, widgets
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_a_redrawn_sgd_frame_equals_a_new_figure(two_weights):
     w_star = np.linalg.lstsq(X, y, rcond=None)[0]
     fig = None
     for b in [16, 1, 512, 4]:
-        runs = widgets.sgd_runs(X, y, b, 0.05, 2, 0)
+        runs = experiments.sgd_runs(X, y, b, 0.05, 2, 0)
         fig = plots.sgd_figure(runs, X, y, w_star, into=fig)
         assert plots.to_png(fig) == plots.to_png(plots.sgd_figure(runs, X, y, w_star)), b
 
@@ -154,9 +154,9 @@ def test_redrawn_frames_of_notebooks_07_08_and_10_equal_new_figures(two_weights)
     """Bars (the timeline, the staleness histogram), an inverted axis (the timeline), log-log axes and fixed
     ticks (epsilon against sigma) drawn into the last frame: pixel for pixel a new figure, however many bars or
     runs the frame before had."""
+    from dml_lesson.teaching.experiments import epsilon_curve
     from dml_lesson.teaching.plots import asynchronous as plots_async
     from dml_lesson.teaching.plots import privacy as plots_privacy
-    from dml_lesson.teaching.widgets.privacy import epsilon_curve
 
     X, y = two_weights
     rng = np.random.default_rng(0)

@@ -20,10 +20,10 @@ One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights 
 On this machine (:func:`local_step_time`) ``N`` nodes share 2 worker processes (``cores=2``), each computing its
 nodes one after the other, more slowly when the data is larger than the processor's cache (it then streams from
 memory); and a step has a fixed cost besides its messages (the client's loop, the hop to the worker's compute
-thread, for the ring three task hops in a row). :func:`~dml_lesson.analysis.calibration.calibrate` measures ``c``, the cache
-size and the compute per value from memory; ``a``, ``B`` and ``g`` of the two links (the server's direct calls; the
-ring's task hops through the scheduler); and the fixed cost of a one-node step of each topology, with small
-benchmarks separate from the training runs that check the model (``benchmarks/scaling.py``).
+thread, for the ring three task hops in a row). :func:`~dml_lesson.analysis.calibration.calibrate` measures ``c``,
+the cache size and the compute per value from memory; ``a``, ``B`` and ``g`` of the two links (the server's
+direct calls; the ring's task hops through the scheduler); and the fixed cost of a one-node step of each topology, with
+small benchmarks separate from the training runs that check the model (``benchmarks/scaling.py``).
 
 The speedup is the single machine's step time (``c * n_rows * d``, no communication) over the distributed
 step time. **The rule**: distributing over ``N`` nodes pays when the compute it saves,
@@ -69,7 +69,7 @@ DATACENTER_100G = Network("100 Gb/s datacenter", latency=5e-6, bandwidth=100e9 /
 
 @dataclass(frozen=True)
 class Calibration:
-    """What one step costs on this machine, measured by :func:`~dml_lesson.analysis.calibration.calibrate` (notebook 11).
+    """What one step costs on this machine, measured by ``calibration.calibrate`` (notebook 11).
 
     ``compute_per_value``: seconds per row and weight of one gradient on a worker. Two kinds of link:
     ``direct``, a call from the client to an actor on a worker (how the parameter server reaches its nodes),

@@ -24,7 +24,7 @@ import numpy as np
 from ..core.checks import check_choice, check_float, check_int, check_seed
 from ..core.data import to_numpy
 from ..core.layout import Layout, assign_rows
-from ..core.models import LOGISTIC, Model, _log1pexp, check_binary_labels, logistic_predict, sigmoid
+from ..core.models import LOGISTIC, Model, check_binary_labels, log1pexp, logistic_predict, sigmoid
 from ..core.result import TrainingResult
 from ..ps.server import distributed_sgd
 
@@ -43,7 +43,7 @@ class _WeightedLogisticSums:
         check_binary_labels(y)
         z = X @ w
         c = np.where(y > 0.5, self.weight1, self.weight0)
-        return float(np.sum(c * (_log1pexp(z) - y * z))), X.T @ (c * (sigmoid(z) - y))
+        return float(np.sum(c * (log1pexp(z) - y * z))), X.T @ (c * (sigmoid(z) - y))
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class _WeightedLogisticLossSum:
         check_binary_labels(y)
         z = X @ w
         c = np.where(y > 0.5, self.weight1, self.weight0)
-        return float(np.sum(c * (_log1pexp(z) - y * z)))
+        return float(np.sum(c * (log1pexp(z) - y * z)))
 
 
 def weighted_logistic(weight0: float, weight1: float) -> Model:

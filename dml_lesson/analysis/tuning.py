@@ -33,9 +33,7 @@ from ..cluster.client import check_client, worker_addresses
 from ..core.checks import check_float, check_int, check_seed
 from ..core.models import Model, get_model
 from ..core.optim import check_xy, sgd
-
-TRIAL_TIMEOUT = 120.0
-"""Seconds a round of trials may take before the search gives up (the cluster is shared with others)."""
+from ..core.settings import TRIAL_TIMEOUT
 
 _RANDOM = 1
 

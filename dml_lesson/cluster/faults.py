@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from distributed import Client
 
 from ..core.checks import check_float, check_int
+from ..core.settings import HOLD_SECONDS
 from .client import bounded, get_client, restore_workers, worker_addresses
 
 _SLOWDOWN = {"factor": 1.0}
-HOLD_SECONDS = 60.0
-"""The longest a held worker's node steps wait for :func:`release_workers`: a forgotten hold ends by itself."""
 _HOLD: dict = {"released": None, "until": 0.0, "waiting": 0, "lock": threading.Lock()}
 
 

@@ -26,13 +26,10 @@ from distributed import Client, Future, wait
 from ..core.checks import check_int
 from ..core.data import to_numpy
 from ..core.layout import Layout, as_layout, assign_rows
+from ..core.settings import PLACE_TIMEOUT, WATCH_SECONDS
 from .client import bounded, restart_advice, restore_workers, worker_addresses, worker_info
 
 CACHE_SIZE = 4
-WATCH_SECONDS = 0.1
-"""How often a wait for the shards checks that their workers are still up."""
-PLACE_TIMEOUT = 300.0
-"""Seconds the shards may take to build while every worker stays up (a lost worker stops the wait at once)."""
 MEMORY_SHARE = 0.5
 """The largest share of a worker's memory limit its shards may take: building a shard holds its rows twice
 (the blocks or the task's copy, and the shard), and Dask pauses a worker at 80% of its limit."""

@@ -22,9 +22,9 @@ from typing import Any
 import psutil
 from distributed import Client, LocalCluster
 
+from ..core.settings import CLOSE_TIMEOUT
+
 DASHBOARD_PORT = 8787
-CLOSE_TIMEOUT = 10.0
-"""Seconds closing the client, and then the local cluster, may take before leftover workers are killed."""
 Made = tuple[Client, LocalCluster | None]
 
 

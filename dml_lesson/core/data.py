@@ -18,11 +18,9 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from ..cluster.client import bounded
 from .checks import check_float, check_int, check_seed, check_vector
+from .settings import COMPUTE_TIMEOUT, bounded
 
-COMPUTE_TIMEOUT = 300.0
-"""Seconds :func:`to_numpy` waits for the cluster (it is meant for small data)."""
 UNIT_ROWS = 1024
 """Rows per random stream: the unit of generation (independent of the block size)."""
 

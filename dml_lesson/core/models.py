@@ -36,14 +36,14 @@ def linear_predict(w: np.ndarray, X: np.ndarray) -> np.ndarray:
     return X @ w
 
 
-def _log1pexp(z: np.ndarray) -> np.ndarray:
+def log1pexp(z: np.ndarray) -> np.ndarray:
     """``log(1 + exp(z))`` without overflow."""
     return np.logaddexp(0.0, z)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """The logistic function, computed without overflow warnings."""
-    return np.exp(-_log1pexp(-z))
+    return np.exp(-log1pexp(-z))
 
 
 def check_binary_labels(y: np.ndarray) -> None:
@@ -67,14 +67,14 @@ def logistic_sums(w: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, n
     """Sum of log-losses ``log(1 + exp(z)) - y z`` (z = X @ w) and the sum of gradients ``X.T @ (p - y)``."""
     check_binary_labels(y)
     z = X @ w
-    return float(np.sum(_log1pexp(z) - y * z)), X.T @ (sigmoid(z) - y)
+    return float(np.sum(log1pexp(z) - y * z)), X.T @ (sigmoid(z) - y)
 
 
 def logistic_loss_sum(w: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
     """Sum of the block's log-losses."""
     check_binary_labels(y)
     z = X @ w
-    return float(np.sum(_log1pexp(z) - y * z))
+    return float(np.sum(log1pexp(z) - y * z))
 
 
 def logistic_predict(w: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Ring all-reduce on the Dask workers, and the bytes each topology really moves (notebook 11).
+"""Ring all-reduce on the Dask workers: the parameter server's loop without a server (notebook 11).
 
 The parameter server gathers every node's gradient in one place. **All-reduce** has no server: the nodes
 sum their vectors among themselves, and every node ends with the total. The **ring** algorithm does it with
@@ -13,10 +13,12 @@ each node talking only to its right-hand neighbour. Each node's vector is cut in
 Each node sends ``2 (N - 1)`` messages of ``d / N`` values: ``2 (N - 1) / N * d`` values per step, almost
 independent of ``N``; the server's link carries ``N * d`` values each way. Here every piece is the result of a
 Dask task pinned to its node's worker, and each message is a real transfer between worker processes
-(:class:`RingAllReduce`). Node ``i`` lives on worker ``i % n_workers`` (as :func:`~dml_lesson.cluster.shards.place_shards`
+(:class:`RingAllReduce`). Node ``i`` lives on worker ``i % n_workers`` (as
+:func:`~dml_lesson.cluster.shards.place_shards`
 pins it), so ring neighbours alternate between the two workers and every hop crosses between processes; a hop
-between two nodes on the same worker (``N`` odd, or one worker) moves nothing. :func:`measure_bytes` reads the
-workers' transfer logs to count what Dask moved, per node, for both topologies.
+between two nodes on the same worker (``N`` odd, or one worker) moves nothing.
+:func:`~dml_lesson.ps.bytecount.measure_bytes` reads the workers' transfer logs to count what Dask moved, per node,
+for both topologies.
 
 The ring adds piece ``c`` starting at node ``c + 1`` and going around: a different order from the server's
 node order, so the two results agree to rounding (about 1e-15 relative), not bit for bit. Both are exact sums
@@ -32,17 +34,15 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from distributed import Client, wait
-from distributed.scheduler import KilledWorker
+from distributed import Client, KilledWorker, wait
 
 from ..cluster.client import restart_advice
 from ..cluster.shards import Placement
 from ..core.checks import check_choice, check_int
+from ..core.settings import STEP_TIMEOUT
 from .node import NodeConfig, NodeReply, node_step
 
 TOPOLOGIES = ("server", "ring")
-STEP_TIMEOUT = 120.0
-"""Seconds a ring step may take before it stops with a clear error."""
 
 
 def check_ring_options(topology: str, codec: Any, backups: int) -> str:

@@ -1,6 +1,7 @@
 """The course's figures, one module per group of notebooks; every public figure function is importable from here.
 
-``from dml_lesson.teaching import plots`` then ``plots.lr_figure(...)``: notebooks do not need to know which module draws what.
+``from dml_lesson.teaching import plots`` then ``plots.lr_figure(...)``: notebooks do not need to know which module
+draws what.
 """
 
 from .asynchronous import (

@@ -1,8 +1,10 @@
 """Figures of notebook 08: synchronous, asynchronous and local SGD side by side, and the staleness histogram.
 
-Built like :mod:`dml_lesson.teaching.plots.training` (matplotlib's object API, fixed margins, one new ``Figure`` per call) and from
+Built like :mod:`dml_lesson.teaching.plots.training` (matplotlib's object API, fixed margins, one new ``Figure`` per
+call) and from
 the same records: :class:`~dml_lesson.core.result.TrainingResult` and its asynchronous form
-:class:`~dml_lesson.variants.async_server.AsyncResult`. The explorers of :mod:`dml_lesson.teaching.widgets.asynchronous` redraw these
+:class:`~dml_lesson.variants.async_server.AsyncResult`. The explorers of
+:mod:`dml_lesson.teaching.widgets.asynchronous` redraw these
 functions, so a static figure above a widget is what the widget shows at its defaults.
 """
 
@@ -20,7 +22,8 @@ from .training import COLORS, log_scale, new_figure, plot_losses
 def messages(res: TrainingResult) -> np.ndarray:
     """Messages exchanged (each ``w`` sent down and each reply sent up counts one) by each entry of ``losses``.
 
-    Runs of :mod:`dml_lesson.variants.async_server` and :mod:`dml_lesson.variants.local_sgd` record ``messages_per_step``; a
+    Runs of :mod:`dml_lesson.variants.async_server` and :mod:`dml_lesson.variants.local_sgd` record
+    ``messages_per_step``; a
     synchronous step of ``distributed_sgd`` moves ``2 * n_nodes`` messages.
     """
     per_step = res.params.get("messages_per_step", 2 * res.params.get("n_nodes", 1))

@@ -1,6 +1,7 @@
 """Figures of notebook 10: the DP-SGD noise/accuracy trade-off and the server's view under secure aggregation.
 
-Same conventions as :mod:`dml_lesson.teaching.plots.training`: each function returns a new ``Figure`` (no pyplot state), and the
+Same conventions as :mod:`dml_lesson.teaching.plots.training`: each function returns a new ``Figure`` (no pyplot
+state), and the
 widget in :mod:`dml_lesson.teaching.widgets.privacy` redraws the same function the notebook uses for its static figure.
 """
 
@@ -22,7 +23,8 @@ def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sig
     ``sigma`` marked (notebook 10).
 
     ``curve`` holds ``"sigma"``, ``"poisson"`` and ``"no-amplification"`` arrays (see
-    :func:`~dml_lesson.teaching.widgets.privacy.epsilon_curve`). ``into``: as :func:`~dml_lesson.teaching.plots.training.new_figure`.
+    :func:`~dml_lesson.teaching.widgets.privacy.epsilon_curve`). ``into``: as
+    :func:`~dml_lesson.teaching.plots.training.new_figure`.
     """
     fig = new_figure(2, 1, width=10.0, height=3.6, into=into)
     ax, ax_eps = fig.axes

@@ -1,7 +1,8 @@
-"""Figures of the course, drawn from ``TrainingResult`` records with matplotlib's object API (no pyplot state).
+"""Figures of notebooks 00 to 07, drawn from ``TrainingResult`` records with matplotlib's object API (no pyplot state).
 
 Each ``*_figure`` function returns a new ``Figure``; a notebook shows it as the cell's value and the widgets in
-:mod:`dml_lesson.teaching.widgets.training` redraw the same function at the slider's values, so the static figure above a widget
+:mod:`dml_lesson.teaching.widgets.training` redraw the same function at the slider's values, so the static figure
+above a widget
 is exactly what the widget shows at its defaults.
 """
 

@@ -1,6 +1,7 @@
 """Figures of notebook 09: the trials of learning-rate searches, the classes on each node, and imbalance remedies.
 
-Like :mod:`dml_lesson.teaching.plots.training`, every function returns a new matplotlib ``Figure`` (object API, no pyplot state).
+Like :mod:`dml_lesson.teaching.plots.training`, every function returns a new matplotlib ``Figure`` (object API, no
+pyplot state).
 """
 
 from __future__ import annotations

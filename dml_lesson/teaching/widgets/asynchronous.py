@@ -1,6 +1,7 @@
 """Notebook 08's sliders: a staleness bound for the asynchronous server, and local steps for local SGD.
 
-Both are :class:`~dml_lesson.teaching.widgets.training.Explorer` objects: they rerun training on the cluster when a control is
+Both are :class:`~dml_lesson.teaching.widgets.training.Explorer` objects: they rerun training on the cluster when a
+control is
 released and redraw the figure that the notebook shows statically above them (same functions, same defaults).
 The reference run each compares with (no bound; one local step) is computed once per explorer and reused.
 """
@@ -14,41 +15,18 @@ from matplotlib.figure import Figure
 
 from ...cluster.client import get_client
 from ...variants.async_server import async_sgd
-from ...variants.local_sgd import local_sgd
 from .. import plots
+from ..experiments import BOUNDS, bound_value, local_run, local_status, staleness_runs, staleness_status
 from .training import Explorer
 
-BOUNDS = ("0", "1", "2", "4", "8", "none")
 LOCAL_STEPS = (1, 2, 4, 8, 16, 32)
 IID_LABELS = {"IID (contiguous)": "contiguous", "non-IID (sorted by y)": "noniid"}
 
 
-def bound_value(label: str) -> int | None:
-    """The staleness bound a slider label stands for (``"none"``: no bound)."""
-    return None if label == "none" else int(label)
 
 
-def staleness_runs(X: Any, y: Any, bound: int | None, n_nodes: int = 4, lr: float = 0.05, batch_size: int = 16,
-                   n_gradients: int = 400, seed: int = 0, client: Any = None) -> dict:
-    """Notebook 08: the asynchronous server without a bound and with ``bound``, on the same number of
-    gradients (a bounded update combines ``n_nodes`` of them)."""
-    kw = dict(n_nodes=n_nodes, lr=lr, batch_size=batch_size, seed=seed, client=client)
-    runs = {"asynchronous (no bound)": async_sgd(X, y, n_updates=n_gradients, **kw)}
-    if bound is not None:
-        runs[f"bound {bound}"] = async_sgd(X, y, n_updates=n_gradients // n_nodes, staleness_bound=bound, **kw)
-    return runs
 
 
-def staleness_status(results: dict) -> str:
-    """For each run: largest staleness, updates per second, final loss."""
-    parts = []
-    for label, res in results.items():
-        if res.diverged:
-            parts.append(f"{label}: diverged at update {res.diverged_at}")
-            continue
-        parts.append(f"{label}: staleness at most {res.staleness.max()}, {res.updates_per_second:.0f} updates/s, "
-                     f"loss {res.losses[-1]:.4g}")
-    return "; ".join(parts)
 
 
 def staleness_explorer(X: Any, y: Any, bound: str = "2", n_nodes: int = 4, lr: float = 0.05, batch_size: int = 16,
@@ -81,31 +59,10 @@ def staleness_explorer(X: Any, y: Any, bound: str = "2", n_nodes: int = 4, lr: f
     return Explorer(controls, step, redraw_into=True)
 
 
-def local_run(X: Any, y: Any, local_steps: int, layout: str = "contiguous", n_nodes: int = 4, lr: float = 0.2,
-              batch_size: int = 16, n_epochs: float = 2.0, seed: int = 0, client: Any = None) -> Any:
-    """Local SGD with ``local_steps`` for about ``n_epochs`` passes over the data (notebook 08)."""
-    steps = max(1, int(round(n_epochs * len(y) / (n_nodes * batch_size))))
-    return local_sgd(X, y, n_nodes=n_nodes, lr=lr, batch_size=batch_size, local_steps=local_steps,
-                     n_rounds=max(1, steps // local_steps), seed=seed, layout=layout, client=client)
 
 
-def local_runs(X: Any, y: Any, local_steps: int, layout: str = "contiguous", **kw: Any) -> dict:
-    """Notebook 08: one local step (distributed SGD) against ``local_steps``, over the same epochs (the same
-    rows used) on the given layout; ``kw`` as for :func:`local_run`."""
-    runs = {"H = 1 (distributed SGD)": local_run(X, y, 1, layout, **kw)}
-    if local_steps > 1:
-        runs[f"H = {local_steps}"] = local_run(X, y, local_steps, layout, **kw)
-    return runs
 
 
-def local_status(results: dict) -> str:
-    """Messages per epoch and final loss of each run."""
-    parts = []
-    for label, res in results.items():
-        per_epoch = res.params["messages_per_step"] * res.n_steps / res.epochs[-1]
-        end = f"diverged at round {res.diverged_at}" if res.diverged else f"loss {res.losses[-1]:.4g}"
-        parts.append(f"{label}: {per_epoch:.0f} messages per epoch, {end}")
-    return "; ".join(parts)
 
 
 def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "noniid", n_nodes: int = 4,

@@ -36,7 +36,8 @@ class Explorer:
     """Controls + status line + figure; ``step(values) -> (Figure, status)`` does the work of one redraw.
 
     With ``redraw_into=True`` the step is called as ``step(values, into)``, ``into`` the figure of the last
-    redraw (None the first time), for a figure function that draws into it again (:func:`~dml_lesson.teaching.plots.base.recycle`).
+    redraw (None the first time), for a figure function that draws into it again
+    (:func:`~dml_lesson.teaching.plots.base.recycle`).
     """
 
     def __init__(self, controls: dict[str, w.ValueWidget], step: Callable[..., tuple[Figure, str]],

@@ -1,6 +1,7 @@
 """Sliders of notebook 11: the two topologies frame by frame, and the scaling model.
 
-Both explorers are :class:`~dml_lesson.teaching.widgets.training.Explorer` objects: each slider release redraws the figure the
+Both explorers are :class:`~dml_lesson.teaching.widgets.training.Explorer` objects: each slider release redraws the
+figure the
 notebook drew statically above it (:mod:`dml_lesson.teaching.plots.scaling`) and writes a status line. Nothing here runs
 on the cluster: the scaling explorer redraws the model in a few tens of milliseconds.
 """

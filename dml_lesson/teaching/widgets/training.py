@@ -1,10 +1,7 @@
-"""Sliders beside a figure: each notebook's interactive experiment (notebooks 01 to 05).
+"""Sliders of notebooks 01 to 07: each reruns an experiment of :mod:`dml_lesson.teaching.experiments`.
 
-An :class:`Explorer` owns its controls, a status line and an output area. Every control redraws only when
-released (``continuous_update=False``): the explorer reruns training, draws the figure with the same function
-the notebook used for its static figure, and writes a status line (running, converged, diverged at step k;
-stopped, when the learner pressed Stop during the redraw).
-Tests drive an explorer from Python by setting ``explorer.controls[name].value``.
+Each is an :class:`~dml_lesson.teaching.widgets.explorer.Explorer`: released controls rerun the experiment and
+redraw the figure the notebook drew statically above the widget, with a status line under it.
 """
 
 from __future__ import annotations
@@ -19,9 +16,22 @@ from ...cluster.client import get_client
 from ...cluster.shards import place_shards
 from ...core.data import to_numpy
 from ...core.models import lipschitz_constant
-from ...core.optim import gradient_descent, sgd
-from ...ps.server import distributed_gd, distributed_sgd
+from ...core.optim import gradient_descent
+from ...ps.server import distributed_gd
 from .. import plots
+from ..experiments import (
+    BATCH_SIZES,
+    aggregate_runs,
+    aggregate_status,
+    codec_label,
+    codec_runs,
+    codec_status,
+    dsgd_runs,
+    dsgd_status,
+    lr_status,
+    sgd_runs,
+    sgd_status,
+)
 from .explorer import Explorer
 
 
@@ -40,21 +50,8 @@ def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40
     return Explorer({"lr": slider}, step, redraw_into=True)
 
 
-def lr_status(res: Any, bound: float) -> str:
-    """How a GD run behaved, in words, given the stability bound ``2/L``."""
-    lr = res.params["lr"]
-    where = f"lr = {lr:.3g} = {lr / bound:.2f} × 2/L"
-    if res.diverged:
-        return f"{where}: diverged at step {res.diverged_at} (above 2/L every step overshoots more)"
-    regime = "oscillating but converging" if lr > bound / 2 else "converging smoothly"
-    if lr < bound / 20:
-        regime = "converging slowly"
-    if lr > bound:
-        regime = "above 2/L, so the loss grows (diverging, slowly this close to the bound)"
-    return f"{where}: {regime}, loss {res.losses[-1]:.4g} after {res.n_steps} steps"
 
 
-BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
 def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float = 0.05, n_epochs: int = 3,
@@ -76,22 +73,8 @@ def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float =
     return Explorer(controls, step, redraw_into=True)
 
 
-def sgd_runs(X: np.ndarray, y: np.ndarray, batch_size: int, lr: float, n_epochs: int, seed: int = 0) -> dict:
-    """GD and SGD with ``batch_size`` over the same number of epochs (notebook 02)."""
-    steps = n_epochs * (len(y) // batch_size)
-    return {
-        "GD (all rows)": gradient_descent(X, y, lr=lr, n_steps=n_epochs),
-        f"SGD, batch {batch_size}": sgd(X, y, lr=lr, batch_size=batch_size, n_steps=steps, seed=seed),
-    }
 
 
-def sgd_status(res: Any) -> str:
-    """Status line of an SGD run: steps, epochs, final loss or divergence."""
-    b, lr = res.params["batch_size"], res.params["lr"]
-    if res.diverged:
-        return f"batch {b}, lr {lr:.3g}: diverged at step {res.diverged_at}: lower the learning rate"
-    return (f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, "
-            f"final loss {res.losses[-1]:.4g}")
 
 
 def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous", client: Any = None) -> Explorer:
@@ -132,25 +115,8 @@ def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int
     return Explorer(controls, step, redraw_into=True)
 
 
-def aggregate_runs(X: Any, y: Any, n_nodes: int, lr: float, n_steps: int, client: Any = None) -> dict:
-    """Distributed GD with the weighted mean and with the source's sum (notebook 04)."""
-    return {
-        "weighted mean": distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps, client=client),
-        "sum (source's formula)": distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps,
-                                                 aggregate="sum", client=client),
-    }
 
 
-def aggregate_status(results: dict) -> str:
-    """One line per aggregation rule: final loss, or the step where it diverged."""
-    parts = []
-    for label, res in results.items():
-        if res.diverged:
-            parts.append(f"{label}: diverged at step {res.diverged_at}")
-        else:
-            parts.append(f"{label}: loss {res.losses[-1]:.4g} after {res.n_steps} steps")
-    k = results["weighted mean"].params["n_nodes"]
-    return f"{k} node{'s' if k > 1 else ''}: " + "; ".join(parts)
 
 
 def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
@@ -174,44 +140,10 @@ def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size
     return Explorer(controls, step, redraw_into=True)
 
 
-def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr: bool, n_steps: int,
-              seed: int = 0, client: Any = None, one_node: dict[int, Any] | None = None) -> dict:
-    """One node against ``n_nodes`` nodes with the same per-node batch (notebook 05).
-
-    ``one_node``: one-node runs already made, by batch size (the explorer keeps them: a run is a function of its
-    settings, so the same settings give the same run); a new one is added to it.
-    """
-    kw = dict(batch_size=batch_size, n_steps=n_steps, seed=seed, client=client)
-    lr_k = lr * n_nodes if scale_lr else lr
-    one_node = {} if one_node is None else one_node
-    if batch_size not in one_node:
-        one_node[batch_size] = distributed_sgd(X, y, n_nodes=1, lr=lr, **kw)
-    return {
-        f"1 node, batch {batch_size}, lr {lr:.3g}": one_node[batch_size],
-        f"{n_nodes} nodes × batch {batch_size}, lr {lr_k:.3g}": distributed_sgd(X, y, n_nodes=n_nodes, lr=lr_k,
-                                                                                **kw),
-    }
 
 
-def dsgd_status(results: dict) -> str:
-    """Global batch of the multi-node run, and the outcome of both runs."""
-    one, res = list(results.values())
-    k, b = res.params["n_nodes"], res.params["batch_size"]
-    head = f"global batch = {k} nodes × {b} = {res.rows_per_step} rows per step, lr {res.params['lr']:.3g}"
-
-    def outcome(r: Any) -> str:
-        if r.diverged:
-            return f"diverged at step {r.diverged_at}"
-        return f"loss {r.losses[-1]:.4g} after {r.n_steps} steps ({r.epochs[-1]:.2f} epochs)"
-
-    return f"{head}: {outcome(res)}; one node: {outcome(one)}"
 
 
-def codec_runs(X: Any, y: Any, codecs: dict[str, Any], n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
-               client: Any = None) -> dict:
-    """Distributed GD with each codec (notebook 06): the same run, different messages."""
-    return {label: distributed_gd(X, y, n_nodes=n_nodes, lr=lr, n_steps=n_steps, codec=codec, client=client)
-            for label, codec in codecs.items()}
 
 
 def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
@@ -240,27 +172,14 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
 
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])
-        results = {**baseline, **codec_runs(X, y, {_codec_label(v): codec}, n_nodes, lr, n_steps, client)}
+        results = {**baseline, **codec_runs(X, y, {codec_label(v): codec}, n_nodes, lr, n_steps, client)}
         return plots.bytes_figure(results, into=into), codec_status(results)
 
     return Explorer(controls, step, redraw_into=True)
 
 
-def _codec_label(v: dict[str, Any]) -> str:
-    detail = {"top-k": f" {v['ratio']:.2f}", "random-k": f" {v['ratio']:.2f}", "quantize": f" {v['bits']} bits",
-              "sign": ""}[v["codec"]]
-    return v["codec"] + detail + (" + error feedback" if v["error_feedback"] else "")
 
 
-def codec_status(results: dict) -> str:
-    """Bytes per step and final loss of each run, compared with no compression."""
-    base = results["no compression"]
-    parts = []
-    for label, res in results.items():
-        share = res.bytes_received.sum() / base.bytes_received.sum()
-        end = f"diverged at step {res.diverged_at}" if res.diverged else f"final loss {res.losses[-1]:.4g}"
-        parts.append(f"{label}: {share:.0%} of the bytes up, {end}")
-    return "; ".join(parts)
 
 
 def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 4, worker: int = 1,
