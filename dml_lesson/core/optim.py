@@ -50,7 +50,7 @@ def gradient_descent(
         Which loss to minimize.
     """
     X, y = check_xy(X, y)
-    lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
+    lr, n_steps, w, model = check_common(lr, n_steps, w0, X.shape[1], model)
     rec = Recorder("gradient_descent", X.shape[1], len(y), len(y), {"lr": lr, "n_steps": n_steps})
     with np.errstate(all="ignore"):
         for step in range(n_steps + 1):
@@ -93,7 +93,7 @@ def sgd(
         (see :func:`step_decay`).
     """
     X, y = check_xy(X, y)
-    lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
+    lr, n_steps, w, model = check_common(lr, n_steps, w0, X.shape[1], model)
     batch_size = check_int("batch_size", batch_size, low=1, high=len(y))
     seed = check_seed("seed", seed)
     factor = make_schedule(schedule)
@@ -219,7 +219,12 @@ def _check_kind(name: str, dtype: np.dtype, kinds: str) -> None:
         )
 
 
-def _check_common(lr: Any, n_steps: Any, w0: Any, d: int, model: Any) -> tuple:
+def check_common(lr: Any, n_steps: Any, w0: Any, d: int, model: Any) -> tuple:
+    """The checks every optimizer shares: ``(lr, n_steps, starting weights, Model)``, or a named error.
+
+    Used by :func:`gradient_descent`, :func:`sgd` (notebooks 01, 02) and by the distributed runs through
+    :mod:`dml_lesson.ps.setup` (notebooks 04-08).
+    """
     lr = check_float("lr", lr, low=0.0, low_open=True)
     n_steps = check_int("n_steps", n_steps, low=0)
     w = np.zeros(d) if w0 is None else check_vector("w0", w0, d)

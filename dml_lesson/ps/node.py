@@ -4,6 +4,9 @@ A node holds one shard ``(X, y)``. Each step it receives ``w`` and returns
 ``(gradient sum, row count, loss sum)``: the gradient over its mini-batch (or its whole shard), and the loss
 over its whole shard so that the server can record the full-data loss. Pure functions of the shard and
 ``(seed, node, step)``: the same inputs give the same reply on any worker (notebooks 04 and 05).
+
+With ``local_steps = H > 1`` (local SGD, notebook 08) a server step is a *round*: the node takes ``H`` SGD steps
+of its own from ``w`` and returns the sum of its ``H`` mini-batch gradient sums instead of one.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from ..core.optim import minibatch_indices
 
 class NodeConfig(NamedTuple):
     """Settings fixed for a whole run: the model, the per-node batch size (None: whole shard), the seed,
-    the gradient codec (None: send the gradient as it is) and a run id (keys a node's codec state)."""
+    the gradient codec (None: send the gradient as it is), a run id (keys a node's codec state), and for local
+    SGD the local steps per round ``H`` (1: one gradient per step, the synchronous server) and their learning
+    rate."""
 
     model: Model
     batch_size: int | None
     seed: int
     codec: Any = None
     run: str = ""
+    local_steps: int = 1
+    local_lr: float = 0.0
 
 
 class NodeReply(NamedTuple):
@@ -47,14 +54,19 @@ def node_step(
 ) -> NodeReply:
     """One node's work in one step: a pure function of its shard, the config, ``w`` and ``(node, step)``.
 
-    With a codec the gradient sum is sent encoded; ``state`` is the node's memory between steps (the error
-    feedback residual): the actor's own dict, or a per-run dict kept on the worker for task steps.
+    Used by every synchronous run (notebooks 04-08, 10, 11). With ``config.local_steps = H > 1`` the step is a
+    round of local SGD (:func:`local_round`); with ``H = 1`` it is one gradient, exactly as before local SGD
+    joined the server. With a codec the gradient sum is sent encoded; ``state`` is the node's memory between
+    steps (the error feedback residual): the actor's own dict, or a per-run dict kept on the worker for task
+    steps.
     """
     X, y = aligned(shard)
     model = config.model
     with np.errstate(all="ignore"):
         if not need_grad:
             reply = NodeReply(None, 0, model.loss_sum(w, X, y))
+        elif config.local_steps > 1:
+            reply = local_round(X, y, config, node, w, step)
         elif config.batch_size is None or config.batch_size >= len(y):
             loss_sum, grad_sum = model.sums(w, X, y)
             reply = NodeReply(grad_sum, len(y), loss_sum)
@@ -66,6 +78,29 @@ def node_step(
             state = _task_state(config.run, node)
         reply = reply._replace(grad_sum=encode(config.codec, reply.grad_sum, config.seed, node, step, state))
     return reply
+
+
+def local_round(X: np.ndarray, y: np.ndarray, config: NodeConfig, node: int, w: np.ndarray, rnd: int) -> NodeReply:
+    """Round ``rnd`` of local SGD on one node (notebook 08): ``H = config.local_steps`` SGD steps from ``w``.
+
+    Local step ``h`` uses the mini-batch of step ``rnd * H + h`` (seed ``(seed, node, rnd * H + h)``) and the
+    learning rate ``config.local_lr``. Returns ``(G, b, loss sum)``: the sum of the ``H`` mini-batch gradient
+    sums, the batch rows, and the shard's loss sum at ``w`` (the server records the full-data loss before the
+    round). The node's local model is ``w - local_lr * G / b``: the server rebuilds it from ``G`` and ``b``.
+    """
+    model, n_local, lr = config.model, config.local_steps, config.local_lr
+    loss_sum = model.loss_sum(w, X, y)
+    local, total, count = w, None, 0
+    for h in range(n_local):
+        if config.batch_size is None:
+            idx: Any = slice(None)
+        else:
+            idx = minibatch_indices(len(y), config.batch_size, config.seed, node, rnd * n_local + h)
+        grad_sum = model.sums(local, X[idx], y[idx])[1]
+        count = len(y) if isinstance(idx, slice) else len(idx)
+        local = local - lr * (grad_sum / count)
+        total = grad_sum if total is None else total + grad_sum
+    return NodeReply(total, count, loss_sum)
 
 
 _TASK_STATES: dict[tuple[str, int], dict] = {}

@@ -6,32 +6,33 @@ replies in node order (average) and updates ``w``. ``aggregate="mean"`` divides 
 total row count: the gradient of the whole dataset, exactly. ``aggregate="sum"`` adds the nodes' mean
 gradients, as the source's formula 3.3 does: with ``k`` equal shards that is ``k`` times the step, and
 training diverges as nodes are added.
+
+The same loop runs local SGD (notebook 08): with ``local_steps = H > 1`` each node takes ``H`` SGD steps of its
+own per server step (a *round*, see :func:`~dml_lesson.ps.node.local_round`) and ``aggregate="shard"`` weights
+the nodes' models by their shard sizes (FedAvg). Every run gets its setup from :mod:`dml_lesson.ps.setup`, its
+nodes from :mod:`dml_lesson.ps.transport` (with fault recovery) or :mod:`dml_lesson.ps.ring`.
 """
 
 from __future__ import annotations
 
-import functools
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import dask.array as da
 import numpy as np
 from distributed import Client
 
-from ..cluster.client import check_client
-from ..cluster.shards import place_shards
-from ..core.checks import check_choice, check_int, check_seed
+from ..core.checks import check_choice, check_int
 from ..core.codecs import decoded
 from ..core.layout import Layout
 from ..core.models import Model
-from ..core.optim import Schedule, _check_common, check_xy, make_schedule
-from ..core.result import Recorder, TrainingResult
-from .node import NodeConfig, NodeReply
+from ..core.optim import Schedule, make_schedule
+from ..core.result import Recorder, TrainingResult, ordered_sum
+from .node import NodeReply
 from .ring import TOPOLOGIES, RingAllReduce, check_ring_options
+from .setup import check_inputs, prepare_run
 from .transport import TRANSPORTS, Resilient
 
-AGGREGATES = ("mean", "sum")
+AGGREGATES = ("mean", "sum", "shard")
 
 
 def distributed_gd(
@@ -113,46 +114,57 @@ def distributed_sgd(
     codec: Any = None,
     backups: int = 0,
     topology: str = "server",
+    local_steps: int = 1,
 ) -> TrainingResult:
-    """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebook 05).
+    """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebooks 05 and 08).
 
     ``batch_size`` is per node: one step uses ``n_nodes * batch_size`` rows (the global batch). Node ``i``
     draws its batch at step ``t`` from its shard with the seed ``(seed, i, t)``, as
     :func:`~dml_lesson.core.optim.sgd` does on the whole dataset, so one node reproduces ``sgd`` exactly. A
     shard smaller than ``batch_size`` is used whole; a ``batch_size`` at least every shard's size gives
     :func:`distributed_gd`. The other parameters are those of :func:`distributed_gd` and
-    :func:`~dml_lesson.core.optim.sgd`.
+    :func:`~dml_lesson.core.optim.sgd`, and:
+
+    aggregate : ``"mean"``, ``"sum"`` or ``"shard"``
+        ``"shard"`` weights node ``i``'s mean gradient by its share of the rows, ``n_i / n`` (FedAvg's weights,
+        for local SGD); it needs ``topology="server"``.
+    local_steps : int
+        ``H >= 1``: local SGD (notebook 08, through :func:`~dml_lesson.variants.local_sgd.local_sgd`). Each
+        step is a round: every node takes ``H`` SGD steps of its own from ``w`` with learning rate ``lr``
+        (local step ``h`` of round ``t`` draws the batch of step ``t * H + h``) and sends the sum ``G_i`` of its
+        ``H`` gradient sums; the server steps ``w - lr * combine(...)``, which with ``"shard"`` (or ``"mean"``
+        and equal batches) is the average of the nodes' local models. ``rows_per_step`` counts all ``H``
+        local steps. ``H = 1`` (the default) is distributed SGD, unchanged. ``H > 1`` needs
+        ``schedule="constant"``.
     """
     return _train("distributed_sgd", **locals())
 
 
 def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step, codec,
-           backups, batch_size, seed, schedule, topology="server") -> TrainingResult:
-    X, y = check_xy(X, y, allow_dask=True)
-    lr, n_steps, w, model = _check_common(lr, n_steps, w0, X.shape[1], model)
+           backups, batch_size, seed, schedule, topology="server", local_steps=1) -> TrainingResult:
+    inputs = check_inputs(X, y, lr, n_steps, w0, model, seed)
     aggregate = check_choice("aggregate", aggregate, AGGREGATES)
     transport = check_choice("transport", transport, TRANSPORTS)
     topology = check_ring_options(check_choice("topology", topology, TOPOLOGIES), codec, backups)
-    seed, factor = check_seed("seed", seed), make_schedule(schedule)
-    n_blocks = X.numblocks[0] if isinstance(X, da.Array) else len(y)
-    why = "the number of blocks of X" if isinstance(X, da.Array) else "the number of rows"
-    n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
-    backups = check_int("backups", backups, low=0, high=n_nodes - 1, why="n_nodes - 1: one node must answer")
-    client = check_client(client)
-    placement = place_shards(client, X, y, n_nodes, layout)
-    if batch_size is not None:
-        why = "the largest shard's rows"
-        batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why=why)
-    place = functools.partial(place_shards, client, X, y, n_nodes, layout)
-    config = NodeConfig(model, batch_size, seed, codec, uuid.uuid4().hex)
-    nodes = (Resilient(client, place, config, transport) if topology == "server"
-             else RingAllReduce(client, place, config, aggregate))
-    sizes = placement.sizes if topology == "server" else [sum(placement.sizes)]  # the ring replies with totals
-    rows_per_step = sum(min(batch_size or s, s) for s in placement.sizes)
+    if aggregate == "shard" and topology == "ring":
+        raise ValueError("aggregate must be 'mean' or 'sum' with topology='ring' (the ring adds the nodes' vectors "
+                         "as they are), got 'shard'")
+    factor = make_schedule(schedule)
+    local_steps = check_int("local_steps", local_steps, low=1)
+    if local_steps > 1 and not (isinstance(schedule, str) and schedule == "constant"):
+        raise ValueError(f"schedule must be 'constant' with local_steps > 1 (the nodes' local steps use lr as it "
+                         f"is), got {schedule!r}")
+    run = prepare_run(inputs, n_nodes, client, layout, batch_size, backups=backups, codec=codec,
+                      local_steps=local_steps)
+    lr, n_steps, seed, n_nodes, backups, w = run.lr, run.n_steps, run.seed, run.n_nodes, run.backups, run.w0
+    nodes = (Resilient(run.client, run.place, run.config, transport) if topology == "server"
+             else RingAllReduce(run.client, run.place, run.config, aggregate))
+    sizes = run.sizes if topology == "server" else [sum(run.sizes)]  # the ring replies with totals
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
-              "batch_size": batch_size, "seed": seed, "transport": transport, "codec": codec, "backups": backups,
-              "shard_sizes": placement.sizes, "workers": list(placement.workers), "topology": topology}
-    rec = Recorder(method, X.shape[1], rows_per_step, len(y), params)
+              "batch_size": run.batch_size, "seed": seed, "transport": transport, "codec": codec, "backups": backups,
+              "shard_sizes": run.sizes, "workers": list(run.placement.workers), "topology": topology,
+              "local_steps": local_steps}
+    rec = Recorder(method, len(w), local_steps * sum(run.batches), len(run.y), params)
     for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
         if on_step is not None:
             on_step(step)
@@ -161,34 +173,35 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
         if not rec.record(w, _loss(replies, sizes)) or not need_grad:
             break
         with np.errstate(all="ignore"):
-            w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate)
+            w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate, run.sizes)
         rec.step_done(sent, received)
     rec.params["recoveries"] = nodes.recoveries
     return rec.result()
 
 
-def combine(replies: list[NodeReply | None], aggregate: str = "mean") -> np.ndarray:
+def combine(replies: list[NodeReply | None], aggregate: str = "mean", sizes: list[int] | None = None) -> np.ndarray:
     """The server's gradient from the nodes' replies, added in node order (so runs repeat bit for bit).
 
+    Used by every synchronous run (notebooks 04-08) and by the stale-synchronous server (notebook 08).
     ``"mean"``: sum of gradient sums / total rows (the full-data gradient). ``"sum"``: sum of each node's
-    mean gradient (the source's formula 3.3). Nodes that did not answer (``None``) are left out.
+    mean gradient (the source's formula 3.3). ``"shard"``: sum of each node's mean gradient weighted by its
+    share of the rows, ``sizes[i] / sum(sizes)`` (local SGD's FedAvg; ``sizes`` in node order, required).
+    Nodes that did not answer (``None``) are left out (with ``"shard"``, the shares are of the rows of the nodes
+    that answered).
     """
+    if aggregate == "shard":
+        if sizes is None:
+            raise ValueError("aggregate='shard' weights the nodes by their shard sizes: pass sizes")
+        answered = [(r, n) for r, n in zip(replies, sizes) if r is not None]
+        total = sum(n for _, n in answered)
+        return ordered_sum((n / total) * (r.grad_sum / r.count) for r, n in answered)
     replies = [r for r in replies if r is not None]
     if aggregate == "mean":
-        return _total(r.grad_sum for r in replies) / sum(r.count for r in replies)
-    return _total(r.grad_sum / r.count for r in replies)
+        return ordered_sum(r.grad_sum for r in replies) / sum(r.count for r in replies)
+    return ordered_sum(r.grad_sum / r.count for r in replies)
 
 
 def _loss(replies: list[NodeReply | None], sizes: list[int]) -> float:
     """Full-data loss from the nodes' loss sums (over the nodes that answered, with backup workers)."""
     answered = [i for i, r in enumerate(replies) if r is not None]
-    return _total(replies[i].loss_sum for i in answered) / sum(sizes[i] for i in answered)
-
-
-def _total(values) -> Any:
-    """Sum in the given order, starting from the first value (``sum()`` would start from 0)."""
-    it = iter(values)
-    total = next(it)
-    for v in it:
-        total = total + v
-    return total
+    return ordered_sum(replies[i].loss_sum for i in answered) / sum(sizes[i] for i in answered)

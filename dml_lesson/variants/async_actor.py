@@ -2,8 +2,8 @@
 
 :class:`AsyncServer` is a Dask actor holding ``w``, its version and the record of every gradient; each worker runs
 its nodes in one long-running task, :func:`worker_loop`, a coroutine on the worker's event loop that talks to the
-actor directly. :mod:`dml_lesson.variants.async_server` starts both, waits, and builds the result; its docstring explains
-the asynchronous and stale-synchronous rules these implement.
+actor directly. :mod:`dml_lesson.variants.async_server` starts both, waits, and builds the result; its docstring
+explains the asynchronous and stale-synchronous rules these implement.
 """
 
 from __future__ import annotations

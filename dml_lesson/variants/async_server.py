@@ -1,9 +1,9 @@
 """The asynchronous parameter server, and its stale-synchronous middle ground (notebook 08).
 
 The synchronous server of notebooks 04-07 waits at a barrier for every node each step. Here there is no barrier. A
-Dask actor, :class:`~dml_lesson.variants.async_actor.AsyncServer`, holds ``w`` and a **version** (how many times ``w`` was
-updated). Each node runs its own loop on its worker: compute a mini-batch gradient of its shard at the ``w`` it
-has, push it, and get the newest ``w`` back in the same call. The loops of one worker's nodes run in one
+Dask actor, :class:`~dml_lesson.variants.async_actor.AsyncServer`, holds ``w`` and a **version** (how many times
+``w`` was updated). Each node runs its own loop on its worker: compute a mini-batch gradient of its shard at the
+``w`` it has, push it, and get the newest ``w`` back in the same call. The loops of one worker's nodes run in one
 long-running task, a coroutine on the worker's event loop, and talk to the actor directly (no scheduler round trip,
 no thread hand-off): that is what makes a thousand updates per second possible on two workers.
 
@@ -29,23 +29,21 @@ loop itself only moves ``w`` and gradients.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 from distributed import Client, wait
 
-from ..cluster.client import check_client, restart_advice
-from ..cluster.shards import Placement, place_shards
-from ..core.checks import check_int, check_seed
+from ..cluster.client import restart_advice
+from ..cluster.shards import Placement
+from ..core.checks import check_int
 from ..core.layout import Layout
 from ..core.models import Model
-from ..core.optim import _check_common, check_xy
-from ..core.result import Recorder, TrainingResult
+from ..core.result import Recorder, TrainingResult, ordered_sum
 from ..ps.comm import serialized_nbytes
 from ..ps.node import NodeConfig, aligned
-from ..ps.server import _total
+from ..ps.setup import check_inputs, prepare_run
 from .async_actor import CALL_TIMEOUT, AsyncServer, worker_loop
 
 RUN_TIMEOUT = 300.0
@@ -138,32 +136,23 @@ def async_sgd(
     AsyncResult
         Weights and losses after every update, and one record per gradient (node, clock, staleness, time).
     """
-    X, y = check_xy(X, y, allow_dask=True)
-    n_updates = check_int("n_updates", n_updates, low=1)
-    lr, n_updates, w, model = _check_common(lr, n_updates, w0, X.shape[1], model)
-    seed = check_seed("seed", seed)
+    inputs = check_inputs(X, y, lr, n_updates, w0, model, seed, steps_name="n_updates", min_steps=1)
     if staleness_bound is not None:
         staleness_bound = check_int("staleness_bound", staleness_bound, low=0, why="or None for no bound")
-    n_blocks = X.numblocks[0] if hasattr(X, "numblocks") else len(y)
-    why = "the number of blocks of X" if hasattr(X, "numblocks") else "the number of rows"
-    n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
-    client = check_client(client)
-    placement = place_shards(client, X, y, n_nodes, layout)
-    batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why="the largest shard's rows")
-    config = NodeConfig(model, batch_size, seed, None, uuid.uuid4().hex)
-    batches = [min(batch_size, s) for s in placement.sizes]
-    history = run_server(client, placement, config, w, lr, n_updates, staleness_bound)
-    losses = node_losses(client, placement, model, history["weights"])
+    run = prepare_run(inputs, n_nodes, client, layout, batch_size)
+    client, placement, batch_size, w = run.client, run.placement, run.batch_size, run.w0
+    history = run_server(client, placement, run.config, w, run.lr, run.n_steps, staleness_bound)
+    losses = node_losses(client, placement, run.model, history["weights"])
     free = staleness_bound is None
     w_msg, g_msg = serialized_nbytes((w.tolist(), 0)), serialized_nbytes((0, 0, 0, w.tolist(), batch_size))
-    per_update = 1 if free else n_nodes
-    params = {"lr": lr, "n_updates": n_updates, "n_nodes": n_nodes, "batch_size": batch_size, "seed": seed,
-              "staleness_bound": staleness_bound, "shard_sizes": placement.sizes,
+    per_update = 1 if free else run.n_nodes
+    params = {"lr": run.lr, "n_updates": run.n_steps, "n_nodes": run.n_nodes, "batch_size": batch_size,
+              "seed": run.seed, "staleness_bound": staleness_bound, "shard_sizes": run.sizes,
               "workers": list(placement.workers), "messages_per_step": 2 * per_update,
               "gradients": len(history["nodes"])}
-    rows = int(round(np.mean(batches))) if free else sum(batches)
+    rows = int(round(np.mean(run.batches))) if free else sum(run.batches)
     method = "async_sgd" if free else "ssp_sgd"
-    return _result(method, history, losses, rows, len(y), params, per_update * w_msg, per_update * g_msg)
+    return _result(method, history, losses, rows, len(run.y), params, per_update * w_msg, per_update * g_msg)
 
 
 def run_server(client: Client, placement: Placement, config: NodeConfig, w0: np.ndarray, lr: float,
@@ -202,12 +191,11 @@ def run_server(client: Client, placement: Placement, config: NodeConfig, w0: np.
             wait(loops, timeout=STOP_TIMEOUT)
             for loop in loops:
                 loop.release()
-            # The actor handle holds its own future to the actor's key (distributed.Actor._future), and its pending
-            # calls form reference cycles that only the garbage collector breaks: release both now, so the actor
-            # leaves its worker at the end of the run.
-            for future in (server_future, getattr(server, "_future", None)):
-                if future is not None:
-                    future.release()
+            # The actor handle keeps the actor's key wanted (its own future, held by pending calls in reference
+            # cycles that only the garbage collector breaks): cancelling the key tells the scheduler to forget it
+            # now, so the actor leaves its worker at the end of the run.
+            client.cancel([server_future])
+            server_future.release()
     for loop in loops:  # an error in a loop (e.g. a timeout) is the run's error
         if loop.status == "error":
             loop.result()
@@ -226,7 +214,7 @@ def node_losses(client: Client, placement: Placement, model: Model, weights: np.
             f.release()
     if sums is None:
         raise TimeoutError(f"the nodes did not compute the losses within {RUN_TIMEOUT:.0f} s")
-    return _total(sums) / placement.n_rows
+    return ordered_sum(sums) / placement.n_rows
 
 
 def _loss_sums(shard: tuple[np.ndarray, np.ndarray], model: Model, weights: np.ndarray) -> np.ndarray:

@@ -12,6 +12,11 @@ weighted mean of the models is ``w - lr * sum_i a_i G_i / b_i``, computed from t
 models first. With ``H = 1`` and ``average="plain"`` the update is ``w - lr * sum_i G_i / sum_i b_i``: the
 synchronous server's step, and :func:`~dml_lesson.ps.server.distributed_sgd` bit for bit.
 
+Local SGD *is* the synchronous server with local steps: :func:`local_sgd` runs
+:func:`~dml_lesson.ps.server.distributed_sgd` with ``local_steps=H`` (the nodes' rounds are
+:func:`~dml_lesson.ps.node.local_round`) and ``aggregate="shard"`` or ``"mean"``, so it has the same nodes,
+transports and recovery from lost workers as every synchronous run.
+
 Messages per epoch fall by ``H``: a round moves ``2 * n_nodes`` messages, as a synchronous step does, but uses
 ``H`` times the rows. The price shows with non-IID shards: in ``H`` steps each local model drifts towards the
 minimum of its own shard, and the average of drifted models is not the minimum of the whole.
@@ -19,28 +24,20 @@ minimum of its own shard, and the average of drifted models is not the minimum o
 
 from __future__ import annotations
 
-import uuid
-from concurrent.futures import TimeoutError as FuturesTimeout
+import dataclasses
 from typing import Any
 
-import numpy as np
 from distributed import Client
 
-from ..cluster.client import check_client, restart_advice
-from ..cluster.shards import Placement, place_shards
-from ..core.checks import check_choice, check_int, check_seed
+from ..core.checks import check_choice, check_int
 from ..core.layout import Layout
 from ..core.models import Model
-from ..core.optim import _check_common, check_xy, minibatch_indices
-from ..core.result import Recorder, TrainingResult
-from ..ps.comm import serialized_nbytes
-from ..ps.node import NodeConfig, NodeReply, aligned
-from ..ps.server import _total, combine
+from ..core.result import TrainingResult
+from ..ps.server import distributed_sgd
 
 AVERAGES = ("shard", "plain")
-TRANSPORTS = ("actors", "tasks")
-ROUND_TIMEOUT = 120.0
-"""Seconds the server waits for its nodes in one round before it stops with a clear error."""
+AGGREGATE_OF = {"shard": "shard", "plain": "mean"}
+"""The server's aggregation rule for each way of averaging the nodes' models."""
 
 
 def local_sgd(
@@ -81,116 +78,16 @@ def local_sgd(
     TrainingResult
         One entry per round; ``params["messages_per_step"]`` is ``2 * n_nodes`` and ``rows_per_step`` counts
         the rows of all ``H`` local steps, so ``epochs`` and messages per epoch are comparable with SGD.
+        ``params["recoveries"]`` lists the rounds at which a lost worker was replaced (the round was repeated,
+        with the same result).
     """
-    X, y = check_xy(X, y, allow_dask=True)
     n_rounds = check_int("n_rounds", n_rounds, low=0)
-    lr, n_rounds, w, model = _check_common(lr, n_rounds, w0, X.shape[1], model)
-    local_steps = check_int("local_steps", local_steps, low=1)
-    seed = check_seed("seed", seed)
     average = check_choice("average", average, AVERAGES)
-    transport = check_choice("transport", transport, TRANSPORTS)
-    n_blocks = X.numblocks[0] if hasattr(X, "numblocks") else len(y)
-    why = "the number of blocks of X" if hasattr(X, "numblocks") else "the number of rows"
-    n_nodes = check_int("n_nodes", n_nodes, low=1, high=n_blocks, why=why)
-    client = check_client(client)
-    placement = place_shards(client, X, y, n_nodes, layout)
-    batch_size = check_int("batch_size", batch_size, low=1, high=max(placement.sizes), why="the largest shard's rows")
-    config = NodeConfig(model, batch_size, seed, None, uuid.uuid4().hex)
-    nodes = _connect(client, placement, transport)
-    sizes = placement.sizes
-    rows_per_round = local_steps * sum(min(batch_size, s) for s in sizes)
-    params = {"lr": lr, "n_rounds": n_rounds, "local_steps": local_steps, "n_nodes": n_nodes,
-              "batch_size": batch_size, "seed": seed, "average": average, "transport": transport,
-              "shard_sizes": sizes, "workers": list(placement.workers), "messages_per_step": 2 * n_nodes}
-    rec = Recorder("local_sgd", X.shape[1], rows_per_round, len(y), params)
-    for rnd in range(n_rounds + 1):  # the server loop: send w, H local steps on every node, average
-        need = rnd < n_rounds
-        replies = nodes(config, w, rnd, local_steps, lr, need)
-        if not rec.record(w, _total(r.loss_sum for r in replies) / sum(sizes)) or not need:
-            break
-        with np.errstate(all="ignore"):
-            w = w - lr * average_update(replies, sizes, average)
-        sent = n_nodes * serialized_nbytes((w, rnd, local_steps, lr, need))
-        rec.step_done(sent, sum(serialized_nbytes(tuple(r)) for r in replies))
-    return rec.result()
-
-
-def average_update(replies: list[NodeReply], sizes: list[int], average: str = "shard") -> np.ndarray:
-    """The server's step direction from the nodes' summed gradients: ``new w = w - lr * direction``.
-
-    ``"plain"``: ``sum_i G_i / sum_i b_i`` (the synchronous server's combine, in node order). ``"shard"``:
-    ``sum_i (n_i / n) * G_i / b_i``, the shard-weighted mean of the local models' changes.
-    """
-    if average == "plain":
-        return combine(replies, "mean")
-    total = sum(sizes)
-    return _total((n / total) * (r.grad_sum / r.count) for r, n in zip(replies, sizes))
-
-
-def local_round(shard: tuple[np.ndarray, np.ndarray], config: NodeConfig, node: int, w: np.ndarray, rnd: int,
-                local_steps: int, lr: float, need_update: bool = True) -> NodeReply:
-    """One node's round, a pure function of its inputs: ``H`` SGD steps from ``w`` on its shard.
-
-    Returns ``(G, b, loss sum)``: the sum of its ``H`` mini-batch gradient sums, its batch rows, and its
-    shard's loss sum at ``w`` (so the server can record the full-data loss before the round).
-    """
-    X, y = aligned(shard)
-    model = config.model
-    with np.errstate(all="ignore"):
-        loss_sum = model.loss_sum(w, X, y)
-        if not need_update:
-            return NodeReply(None, 0, loss_sum)
-        local, total, count = w, None, 0
-        for h in range(local_steps):
-            idx = minibatch_indices(len(y), config.batch_size, config.seed, node, rnd * local_steps + h)
-            grad_sum = model.sums(local, X[idx], y[idx])[1]
-            count = len(y) if isinstance(idx, slice) else len(idx)
-            local = local - lr * (grad_sum / count)
-            total = grad_sum if total is None else total + grad_sum
-    return NodeReply(total, count, loss_sum)
-
-
-class LocalNode:
-    """A Dask actor holding one node's shard: a round is one direct call (no scheduler round trip)."""
-
-    def __init__(self, shard: tuple[np.ndarray, np.ndarray], node: int) -> None:
-        self.shard, self.node = aligned(shard), node
-
-    def round(self, config: NodeConfig, w: np.ndarray, rnd: int, local_steps: int, lr: float,
-              need_update: bool) -> NodeReply:
-        """Run :func:`local_round` on the shard held in memory."""
-        return local_round(self.shard, config, self.node, w, rnd, local_steps, lr, need_update)
-
-
-def _connect(client: Client, placement: Placement, transport: str) -> Any:
-    """A function ``(config, w, round, H, lr, need) -> replies in node order`` for the chosen transport."""
-    pairs = list(zip(placement.futures, placement.workers))
-    if transport == "actors":
-        actors = placement.extras.get("local_actors")
-        if actors is None:
-            futures = [client.submit(LocalNode, shard, node, workers=[addr], allow_other_workers=True, actor=True)
-                       for node, (shard, addr) in enumerate(pairs)]
-            actors = [_wait(f, "start") for f in futures]
-            placement.extras["local_actors"], placement.extras["local_actor_futures"] = actors, futures
-
-        def by_actors(config, w, rnd, local_steps, lr, need):
-            calls = [a.round(config, w, rnd, local_steps, lr, need) for a in actors]
-            return [NodeReply(*_wait(c, rnd)) for c in calls]
-
-        return by_actors
-
-    def by_tasks(config, w, rnd, local_steps, lr, need):
-        calls = [client.submit(local_round, shard, config, node, w, rnd, local_steps, lr, need,
-                               workers=[addr], allow_other_workers=True, pure=False)
-                 for node, (shard, addr) in enumerate(pairs)]
-        return [NodeReply(*_wait(c, rnd)) for c in calls]
-
-    return by_tasks
-
-
-def _wait(call: Any, rnd: int | str) -> Any:
-    try:
-        return call.result(timeout=ROUND_TIMEOUT)
-    except (TimeoutError, FuturesTimeout) as exc:
-        raise TimeoutError(f"the nodes did not answer round {rnd} within {ROUND_TIMEOUT:.0f} s: the cluster may be "
-                           f"stuck or overloaded; {restart_advice()}") from exc
+    res = distributed_sgd(X, y, n_nodes, lr, batch_size, n_rounds, seed, client, aggregate=AGGREGATE_OF[average],
+                          w0=w0, model=model, layout=layout, transport=transport, local_steps=local_steps)
+    p = res.params
+    params = {"lr": p["lr"], "n_rounds": p["n_steps"], "local_steps": p["local_steps"], "n_nodes": p["n_nodes"],
+              "batch_size": p["batch_size"], "seed": p["seed"], "average": average, "transport": p["transport"],
+              "shard_sizes": p["shard_sizes"], "workers": p["workers"], "messages_per_step": 2 * p["n_nodes"],
+              "recoveries": p["recoveries"]}
+    return dataclasses.replace(res, method="local_sgd", params=params)
