@@ -26,9 +26,9 @@ WATCH_SECONDS = 0.1
 """How often a call to an actor, or a wait for shards, checks that the scheduler still has their workers."""
 BACKUP_POLL_SECONDS = 0.0002
 """How often the server looks for finished nodes when it waits for only some of them (backup workers)."""
-AGGREGATES = ("mean", "sum")
-"""How the synchronous server combines the nodes' gradients: ``mean`` (the full-data gradient) or ``sum`` (the
-source's formula 3.3)."""
+AGGREGATES = ("mean", "sum", "shard")
+"""How the synchronous server combines the nodes' gradients: ``mean`` (the full-data gradient), ``sum`` (the
+source's formula 3.3) or ``shard`` (each node's mean weighted by its share of the rows: local SGD's FedAvg)."""
 AVERAGES = ("shard", "plain")
 """How local SGD averages the nodes' models: weighted by shard size (FedAvg) or by batch rows (the plain mean)."""
 

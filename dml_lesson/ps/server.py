@@ -27,12 +27,11 @@ from ..core.layout import Layout
 from ..core.models import Model
 from ..core.optim import Schedule, make_schedule
 from ..core.result import Recorder, TrainingResult, ordered_sum
+from ..core.settings import AGGREGATES
 from .node import NodeReply
 from .ring import TOPOLOGIES, RingAllReduce, check_ring_options
 from .setup import check_inputs, prepare_run
 from .transport import TRANSPORTS, Resilient
-
-AGGREGATES = ("mean", "sum", "shard")
 
 
 def distributed_gd(

@@ -17,14 +17,9 @@ import numpy as np
 from ..cluster.faults import held, slowdown, waiting_on_hold
 from ..core.optim import minibatch_indices
 from ..core.result import DIVERGENCE_FACTOR
+from ..core.settings import CALL_TIMEOUT, HOLD_POLL_SECONDS
 from ..ps.node import NodeConfig, NodeReply, aligned
 from ..ps.server import combine
-
-CALL_TIMEOUT = 60.0
-"""Seconds a node waits for one answer of the server (a push, or the wait for slower nodes under a bound)."""
-HOLD_POLL = 0.01
-"""How often a node on a held worker (:func:`~dml_lesson.cluster.faults.hold_worker`) asks the server whether the run is
-over."""
 
 
 async def worker_loop(server: Any, shards: list[tuple[np.ndarray, np.ndarray]], nodes: list[int],
@@ -75,7 +70,7 @@ async def _wait_while_held(server: Any) -> None:
         while held():
             if (await asyncio.wait_for(server.progress(), CALL_TIMEOUT))["stopped"]:
                 return
-            await asyncio.sleep(HOLD_POLL)
+            await asyncio.sleep(HOLD_POLL_SECONDS)
 
 
 class AsyncServer:

@@ -41,17 +41,11 @@ from ..core.checks import check_int
 from ..core.layout import Layout
 from ..core.models import Model
 from ..core.result import Recorder, TrainingResult, ordered_sum
+from ..core.settings import ASYNC_POLL_SECONDS, CALL_TIMEOUT, RUN_TIMEOUT, STOP_TIMEOUT
 from ..ps.comm import serialized_nbytes
 from ..ps.node import NodeConfig, aligned
 from ..ps.setup import check_inputs, prepare_run
-from .async_actor import CALL_TIMEOUT, AsyncServer, worker_loop
-
-RUN_TIMEOUT = 300.0
-"""Seconds the driver waits for a whole run before it stops the loops with a clear error."""
-STOP_TIMEOUT = 30.0
-"""Seconds the driver waits for the loops to end after it has told the server to stop."""
-POLL_SECONDS = 0.005
-"""How often the driver looks at the server and the loops while a run goes on."""
+from .async_actor import AsyncServer, worker_loop
 
 
 @dataclass(frozen=True, repr=False)
@@ -181,7 +175,7 @@ def run_server(client: Client, placement: Placement, config: NodeConfig, w0: np.
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the asynchronous run did not finish within {RUN_TIMEOUT:.0f} s: the cluster "
                                    f"may be overloaded; {restart_advice()}")
-            time.sleep(POLL_SECONDS)
+            time.sleep(ASYNC_POLL_SECONDS)
         done.result(timeout=CALL_TIMEOUT)
         history = server.history().result(timeout=CALL_TIMEOUT)
     finally:

@@ -33,9 +33,9 @@ from ..core.checks import check_choice, check_int
 from ..core.layout import Layout
 from ..core.models import Model
 from ..core.result import TrainingResult
+from ..core.settings import AVERAGES
 from ..ps.server import distributed_sgd
 
-AVERAGES = ("shard", "plain")
 AGGREGATE_OF = {"shard": "shard", "plain": "mean"}
 """The server's aggregation rule for each way of averaging the nodes' models."""
 

@@ -27,11 +27,11 @@ from distributed import Client, wait
 from ..cluster.shards import Placement
 from ..core.checks import check_int, check_seed
 from ..core.models import Model, get_model
+from ..core.settings import STEP_TIMEOUT
 from ..ps.node import NodeConfig, node_step
 
 FRAC_BITS = 32
 """Default fixed-point precision: ``2**-32`` (about 2.3e-10) per unit, values up to about 2**31 / nodes."""
-ROUND_TIMEOUT = 120.0
 _MASK_TAG = 0x5EC
 
 
@@ -145,9 +145,9 @@ def secure_round(
     futures = [client.submit(_masked_node_step, shard, config, i, k, w, step, frac_bits, pure=False,
                              workers=[placement.workers[i]], allow_other_workers=True)
                for i, shard in enumerate(placement.futures)]
-    done, not_done = wait(futures, timeout=ROUND_TIMEOUT)
+    done, not_done = wait(futures, timeout=STEP_TIMEOUT)
     if not_done:
-        raise TimeoutError(f"{len(not_done)} of {k} nodes did not answer within {ROUND_TIMEOUT:.0f} s")
+        raise TimeoutError(f"{len(not_done)} of {k} nodes did not answer within {STEP_TIMEOUT:.0f} s")
     replies = client.gather(futures)
     masked = [m for m, _ in replies]
     return SecureRound(masked, secure_sum(masked, frac_bits), sum(c for _, c in replies))
