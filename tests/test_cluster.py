@@ -1,18 +1,22 @@
-"""The course cluster: one shared client, 127.0.0.1 only, BLAS capped, and nothing left behind."""
+"""The course cluster: one shared client, 127.0.0.1 only, BLAS capped, and nothing left behind.
+
+The tests that start a cluster (the session's, one of their own, or external scheduler processes) are marked
+``cluster``; the others check helpers (the dashboard port, bounded waits, log filters) without one.
+"""
 
 import psutil
 import pytest
 
 import dml_lesson as dml
 
-pytestmark = pytest.mark.cluster
 
-
+@pytest.mark.cluster
 def test_get_client_is_idempotent(client):
     assert dml.get_client() is client
     assert client.status == "running"
 
 
+@pytest.mark.cluster
 def test_everything_listens_on_localhost_only(client):
     pids = set(client.run(lambda: __import__("os").getpid()).values())
     pids |= {psutil.Process().pid}
@@ -26,6 +30,7 @@ def test_everything_listens_on_localhost_only(client):
     assert dml.dashboard_link(client).startswith("http://127.0.0.1:")
 
 
+@pytest.mark.cluster
 def test_workers_have_one_thread_a_memory_limit_and_capped_blas(client):
     table = dml.worker_table(client)
     assert len(table) == 2
@@ -47,6 +52,7 @@ def test_dashboard_port_falls_back_when_8787_is_taken(monkeypatch):
         assert startstop.free_dashboard_port() == 0
 
 
+@pytest.mark.cluster
 def test_connects_to_the_scheduler_named_in_dask_config():
     """With DASK_SCHEDULER_ADDRESS set, get_client() joins that cluster instead of starting one."""
     import os
@@ -80,6 +86,7 @@ def test_a_wait_that_never_ends_becomes_a_clear_timeout_error():
     assert bounded("a quick call", sum, [1, 2, 3]) == 6
 
 
+@pytest.mark.cluster
 def test_a_scheduler_without_workers_gives_a_clear_error():
     import os
     import subprocess
@@ -135,6 +142,7 @@ def external(monkeypatch, tmp_path):
             proc.wait(10)
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.parametrize("named_by", ["address", "DASK_SCHEDULER_ADDRESS"])
 def test_a_dead_external_scheduler_is_named_within_seconds(external, named_by):
@@ -175,6 +183,7 @@ def test_a_dead_external_scheduler_is_named_within_seconds(external, named_by):
         assert time.monotonic() - start < 5
 
 
+@pytest.mark.cluster
 def test_restart_advice_fits_where_the_cluster_comes_from(client, monkeypatch):
     import dask
 

@@ -19,7 +19,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from dml_lesson.analysis.estimators import DistributedSGDClassifier, DistributedSGDRegressor  # noqa: E402
 from dml_lesson.analysis.imbalance import class_report  # noqa: E402
 
-pytestmark = pytest.mark.cluster
+# The tests using the ``client`` fixture are marked ``cluster`` by tests/conftest.py; the import test runs a
+# plain subprocess, without a cluster.
 
 
 @pytest.fixture(scope="module")

@@ -107,11 +107,24 @@ def test_shards_are_pinned_one_per_node(client):
 def test_result_records_time_and_bytes(client, small):
     import time
 
+    from dml_lesson.cluster import faults
+
     X, y, *_ = small
+    hold = 0.3
+    held = dml.place_shards(client, X, y, 2).workers[1]  # node 1's worker (the run reuses this placement)
+
+    def hold_step_4(step: int) -> None:
+        if step == 4:  # node 1 cannot answer step 4 for `hold` s, however busy the machine
+            faults.hold_worker(held, client, seconds=hold)
+
     started = time.perf_counter()
-    res = dml.distributed_gd(X, y, n_nodes=2, lr=0.1, n_steps=10, client=client)
+    try:
+        res = dml.distributed_gd(X, y, n_nodes=2, lr=0.1, n_steps=10, client=client, on_step=hold_step_4)
+    finally:
+        faults.reset_slowdowns(client)
     wall = time.perf_counter() - started
-    assert res.step_times.shape == (10,) and np.all(res.step_times > 0) and res.step_times.sum() <= wall
+    # each step's own time: the held one took the hold, and the steps add up to no more than the whole run
+    assert res.step_times.shape == (10,) and res.step_times[4] >= hold and res.step_times.sum() <= wall
     assert np.all(res.bytes_sent >= dml.formula_nbytes(2, 4)) and np.all(res.bytes_received >= 2 * 4 * 8)
     assert res.elapsed.shape == (11,)
 

@@ -10,7 +10,8 @@ import dml_lesson as dml
 from dml_lesson.analysis import tuning as tu
 from dml_lesson.core.models import LINEAR
 
-pytestmark = pytest.mark.cluster
+# The tests using the ``client`` fixture (directly or through ``data``) are marked ``cluster`` by tests/conftest.py;
+# test_a_trial_is_sgd_then_the_validation_loss runs a trial in this process, without a cluster.
 
 
 @pytest.fixture(scope="module")
