@@ -15,8 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
-from distributed import Client, wait
-from distributed.utils import sync
+from distributed import Client, Future, wait
 
 from ..cluster.client import worker_addresses
 from ..core.checks import check_int
@@ -24,7 +23,7 @@ from ..core.data import make_regression
 from ..core.models import LINEAR
 from ..ps.ring import TOPOLOGIES
 from ..ps.server import distributed_gd
-from ..ps.transport import call_actors
+from ..ps.transport import call_actors, run_on_loop
 from .costmodel import ITEMSIZE, Calibration, Network, local_step_time
 
 CALIBRATION_TIMEOUT = 120.0
@@ -86,7 +85,7 @@ def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: i
     cache_bytes, memory_per_value = _memory(client, workers, repeats)
     big = 512 * 1024
     echoes = [client.submit(_Echo, workers=[workers[i % len(workers)]], actor=True, pure=False) for i in range(k)]
-    actors = [e.result(timeout=CALIBRATION_TIMEOUT) for e in echoes]
+    actors = [(e.result(timeout=CALIBRATION_TIMEOUT), e) for e in echoes]  # each handle with its future
     calls: dict[Any, list[float]] = {1: [], k: [], "big": []}
     chains: dict[Any, list[float]] = {1: [], k: [], "big": []}
     for r in range(4 * repeats):  # 1 and k interleaved, so that a change in the machine's load hits both alike
@@ -169,16 +168,14 @@ class _Echo:
         return await asyncio.get_running_loop().run_in_executor(None, len, x)
 
 
-async def _call_all(actors: list[Any], x: np.ndarray) -> list[int]:
-    """On the client's event loop, as the server's transport does: call every actor, then await every reply."""
-    return await call_actors(actors, "take", x)
-
-
-def _calls(client: Client, actors: list[Any], n_values: int) -> float:
-    """Seconds for one call to each actor, all in flight at once, with ``n_values`` 8-byte values each."""
+def _calls(client: Client, actors: list[tuple[Any, Future]], n_values: int) -> float:
+    """Seconds for one call to each actor, all in flight at once, with ``n_values`` 8-byte values each: issued
+    from the client's event loop in one hop, as the server's transport does. ``actors``: (handle, the future it
+    was made from) pairs; the futures tell :func:`~dml_lesson.ps.transport.call_actors` a worker was lost."""
+    handles, futures = [a for a, _ in actors], [f for _, f in actors]
     x = np.ones(n_values)
     start = time.perf_counter()
-    sync(client.loop, _call_all, actors, x, callback_timeout=CALIBRATION_TIMEOUT)
+    run_on_loop(client.loop, call_actors(handles, futures, "take", x), CALIBRATION_TIMEOUT)
     return time.perf_counter() - start
 
 

@@ -13,7 +13,6 @@ notebook from 00 on calls :func:`get_client`.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import os
@@ -21,13 +20,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, TypeVar
 
 import dask
 from distributed import Client, LocalCluster
 
+from .._dask import drop_failed_workers, scheduler_address
 from ..core.checks import check_float, check_int
 from .startstop import (
     CLOSE_TIMEOUT,
@@ -91,14 +91,15 @@ def get_client(
         lost, remembered = old is not None and old.status == "connecting", _state.get("address")
         _close_state(keep_address=True)
         address = address or dask.config.get("scheduler-address", None) or remembered
-        if address and address == remembered and (lost or not _answers(address, GONE_AFTER)):
+        known = bool(address) and address == remembered
+        if known and lost:
             raise ConnectionError(_gone_message(address))
 
         def adopt(made: tuple[Client, LocalCluster | None]) -> None:
             _state.update(client=made[0], cluster=made[1], n_workers=n_workers, address=address or None)
 
         if address:
-            start_or_undo(lambda: (_connect(address), None), adopt, stop_wait=0.0)
+            start_or_undo(lambda: (_connect(address, known), None), adopt, stop_wait=0.0)
         else:
             # A LocalCluster closes a worker's nanny for good when no worker of that name is up 15 s (this
             # setting) after a worker of that name was lost. With faults a few seconds apart (notebook 07, the
@@ -110,11 +111,17 @@ def get_client(
         return _state["client"]
 
 
-def _connect(address: str) -> Client:
-    """A client of the scheduler at ``address`` that has at least one worker, or a clear ``ConnectionError``."""
+def _connect(address: str, known: bool = False) -> Client:
+    """A client of the scheduler at ``address`` that has at least one worker, or a clear ``ConnectionError``.
+
+    ``known``: the course was connected to this scheduler before and lost it. It then gets ``GONE_AFTER`` s
+    to answer (connect and handshake), not ``CONNECT_TIMEOUT``, and the error says that it is gone.
+    """
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT)
+        client = Client(address, timeout=GONE_AFTER if known else CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
+        if known:
+            raise ConnectionError(_gone_message(address)) from exc
         raise ConnectionError(
             f"could not reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT}: is it running, "
             "and is the address right? Unset DASK_SCHEDULER_ADDRESS to use a local cluster instead"
@@ -180,22 +187,6 @@ def _reconnected(client: Client, timeout: float) -> bool:
     while client.status == "connecting" and time.monotonic() < deadline:
         time.sleep(0.05)
     return client.status == "running"
-
-
-def _answers(address: str, timeout: float) -> bool:
-    """True when a Dask scheduler completes a handshake at ``address`` within ``timeout`` s."""
-    from distributed.comm import connect
-    from distributed.security import Security
-
-    async def probe() -> None:
-        comm = await connect(address, timeout=timeout, **Security().get_connection_args("client"))
-        await comm.close()
-
-    try:
-        bounded(f"reaching {address}", asyncio.run, probe(), timeout=timeout + 2)
-    except Exception:  # refused, timed out, or something else answering there
-        return False
-    return True
 
 
 def _gone_message(address: str, client: Client | None = None) -> str:
@@ -291,28 +282,46 @@ def _require_scheduler(client: Client) -> None:
 
 def worker_info(client: Client | None = None) -> dict[str, Any]:
     """The scheduler's table of workers (address -> ``nthreads``, ``memory_limit``, ...); a ``ConnectionError``
-    within ``GONE_AFTER`` s when the scheduler is gone. Used by the shards' memory check and notebook 00."""
+    within ``GONE_AFTER`` s when the scheduler is gone. Used by the shards' memory check and notebook 00.
+
+    It asks with ``client.scheduler_info(n_workers=-1)``, which has no timeout and, when the scheduler does not
+    answer, returns its last answer: so it runs in a helper thread while this one watches the connection, and an
+    answer got while the connection was down is asked again. A ``TimeoutError`` after ``WAIT_TIMEOUT`` s.
+    """
     client = client or get_client()
-    _require_scheduler(client)
-    query = client.scheduler.identity(n_workers=-1)
-    future = asyncio.run_coroutine_threadsafe(query, client.loop.asyncio_loop)
     deadline = time.monotonic() + WAIT_TIMEOUT
-    try:
-        while True:
-            try:
-                return future.result(timeout=0.1)["workers"]
-            except FuturesTimeout:
-                if client.status != "running":
-                    _require_scheduler(client)
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the Dask scheduler did not list its workers within {WAIT_TIMEOUT:.0f} s: "
-                                       f"it may be stuck or overloaded; {restart_advice(client)}") from None
-            except OSError as exc:
+    while True:
+        _require_scheduler(client)
+        info = _ask_scheduler(client, deadline)
+        if client.status == "running":
+            return dict(info["workers"])
+
+
+def _ask_scheduler(client: Client, deadline: float) -> dict[str, Any]:
+    """``client.scheduler_info(n_workers=-1)`` from a helper thread; checks the connection every 0.1 s (a
+    ``ConnectionError`` within ``GONE_AFTER`` s when the scheduler is gone), a ``TimeoutError`` at ``deadline``."""
+    answer: Future[dict[str, Any]] = Future()
+
+    def ask() -> None:
+        try:
+            answer.set_result(client.scheduler_info(n_workers=-1))
+        except BaseException as exc:  # handed to the caller
+            answer.set_exception(exc)
+
+    threading.Thread(target=ask, name="dml-worker-info", daemon=True).start()  # no pool: joined at exit
+    while True:
+        try:
+            return answer.result(timeout=0.1)
+        except FuturesTimeout:
+            if client.status != "running":
                 _require_scheduler(client)
-                raise ConnectionError(f"lost the Dask scheduler while asking for its workers ({exc}): rerun "
-                                      "the cell") from exc
-    finally:
-        future.cancel()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Dask scheduler did not list its workers within {WAIT_TIMEOUT:.0f} s: "
+                                   f"it may be stuck or overloaded; {restart_advice(client)}") from None
+        except OSError as exc:
+            _require_scheduler(client)
+            raise ConnectionError(f"lost the Dask scheduler while asking for its workers ({exc}): rerun "
+                                  "the cell") from exc
 
 
 def close_client() -> None:
@@ -329,7 +338,7 @@ def close_client() -> None:
 
 
 def _address_of(client: Client) -> str | None:
-    return _lost.get(client) or getattr(client.scheduler, "address", None)
+    return _lost.get(client) or scheduler_address(client)
 
 
 def _close_state(keep_address: bool) -> None:
@@ -352,7 +361,7 @@ def worker_table(client: Client | None = None) -> list[dict[str, Any]]:
     """One row per worker: address, process id, threads and memory limit (notebook 00)."""
     client = client or get_client()
     info = worker_info(client)
-    pids = bounded("asking the workers for their process ids", client.run, _getpid)
+    pids = bounded("asking the workers for their process ids", client.run, os.getpid)
     return [
         {
             "address": addr,
@@ -383,16 +392,8 @@ def restore_workers(client: Client | None = None, timeout: float = 30.0) -> int:
     if cluster is None:
         return len(worker_addresses(client))
     wanted = _state["n_workers"]
-    alive = set(worker_info(client))
-    for name, nanny in list(cluster.workers.items()):
-        if nanny.status.name not in ("running", "init", "starting") or (
-            nanny.status.name == "running" and nanny.worker_address not in alive
-        ):
-            cluster.worker_spec.pop(name, None)
-            cluster.workers.pop(name, None)
-            cluster.sync(nanny.close, timeout=5, reason="dml-lesson-restore")
-    if len(cluster.worker_spec) < wanted:
-        cluster.scale(wanted)
+    drop_failed_workers(cluster, frozenset(worker_info(client)))
+    cluster.scale(wanted)
     try:
         client.wait_for_workers(wanted, timeout=timeout)
     except (TimeoutError, OSError) as exc:
@@ -408,16 +409,9 @@ def dashboard_link(client: Client | None = None) -> str:
     return client.dashboard_link
 
 
-def _getpid() -> int:
-
-    return os.getpid()
-
-
 @atexit.register
 def _close_at_exit() -> None:
     """At exit no new thread may start (Python 3.12+): close in this thread."""
     client, cluster = _state["client"], _state["cluster"]
     _state.update(_EMPTY)
     close_quietly(client, cluster)
-
-

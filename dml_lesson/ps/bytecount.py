@@ -12,11 +12,11 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from distributed import Client, wait
 
+from .._dask import clear_incoming_transfers, incoming_transfers
 from ..cluster.shards import Placement
 from ..core.checks import check_choice, check_int
 from .node import NodeConfig, node_step
@@ -105,7 +105,7 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
     d = placement.n_weights
     w = np.random.default_rng([seed, 11]).normal(size=d)
     with memory_manager_paused(client):
-        client.run(_clear_logs)
+        client.run(clear_incoming_transfers)
         routes: dict[str, tuple[int, int]] = {}
         for step in range(n_steps):
             tag = f"bytes-{uuid.uuid4().hex}"
@@ -114,7 +114,7 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
             wait(graph.futures, timeout=STEP_TIMEOUT)
             graph.result.result(timeout=STEP_TIMEOUT)
             routes.update(graph.routes)
-        logs = client.run(_incoming_logs)
+        logs = client.run(incoming_transfers)
     sent, received, per_worker, repeated = count_transfers(logs, routes, placement.workers, n_steps)
     expected, textbook = expected_bytes(topology, placement.workers, d)
     ends = sorted(textbook[0])
@@ -203,10 +203,3 @@ def expected_bytes(topology: str, workers: list[str] | tuple[str, ...], n_weight
         result.append((sent, received))
     return result[0], result[1]
 
-
-def _clear_logs(dask_worker: Any) -> None:
-    dask_worker.transfer_incoming_log.clear()
-
-
-def _incoming_logs(dask_worker: Any) -> list[dict]:
-    return [{"keys": dict(e["keys"]), "who": e["who"]} for e in dask_worker.transfer_incoming_log]

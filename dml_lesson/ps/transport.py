@@ -15,9 +15,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from distributed import Client
-from distributed.protocol import to_serialize
-from distributed.scheduler import KilledWorker
+from distributed import Client, Future, KilledWorker
 
 from ..cluster.client import restart_advice, worker_addresses
 from ..cluster.faults import slowed_down, straggle
@@ -34,7 +32,7 @@ MAX_RECOVERIES = 5
 RECOVER_WAIT = 20.0
 """Seconds to wait for the nanny's replacement worker before going on with the survivors."""
 WATCH_SECONDS = 0.1
-"""How often a call to an actor checks that the scheduler still has the actor's worker."""
+"""How often a round of calls to the actors checks that the scheduler still has the actors' workers."""
 POLL_SECONDS = 0.0002
 """How often the server looks for finished nodes when it waits for only some of them (backup workers)."""
 Round = tuple[list[NodeReply | None], int, int]
@@ -74,9 +72,9 @@ class Resilient:
         while True:
             try:
                 return self.inner.round(w, step, need_grad, wait_for)
-            except (OSError, RuntimeError) as exc:
-                if not _worker_lost(exc):
-                    raise
+            except TimeoutError:  # an OSError too, but the cluster is stuck, not short of a worker: no retry
+                raise
+            except LOST_WORKER as exc:
                 if len(self.recoveries) >= MAX_RECOVERIES:
                     raise RuntimeError(
                         f"workers were lost {len(self.recoveries) + 1} times during this run (at steps "
@@ -115,11 +113,6 @@ def _timeout_error(step: int) -> TimeoutError:
     )
 
 
-def _worker_lost(exc: BaseException) -> bool:
-    """True for the errors Dask raises when the worker behind an actor is gone (or the actor was rebuilt)."""
-    return isinstance(exc, (OSError, ActorStateLost)) or "Worker holding Actor was lost" in str(exc)
-
-
 INLINE_CELLS = 1 << 16
 """Shards with at most this many entries in ``X`` are computed on the worker's event loop (tens of
 microseconds); larger ones in a thread."""
@@ -139,6 +132,18 @@ def faulty_node_step(*args: Any) -> NodeReply:
 
 class ActorStateLost(RuntimeError):
     """The actor was recreated by Dask after its worker died and has lost its run settings."""
+
+
+class WorkerLost(RuntimeError):
+    """The scheduler lost the worker holding one of the actors called (its actor future is no longer
+    ``"finished"``): raised by :func:`call_actors` and :class:`ActorTransport` within ``WATCH_SECONDS``."""
+
+
+LOST_WORKER = (WorkerLost, ActorStateLost, OSError)
+"""What a round raises when a worker behind an actor is gone, which :class:`Resilient` recovers from: the
+transport's own :class:`WorkerLost`; ``OSError`` from Dask's actor call when it cannot reach the worker
+(``"Unable to contact Actor's worker"``); :class:`ActorStateLost` from an actor Dask rebuilt elsewhere.
+(``TimeoutError`` is an ``OSError`` too: :class:`Resilient` lets it through.)"""
 
 
 class ShardActor:
@@ -169,11 +174,16 @@ class ShardActor:
 
 
 class ActorTransport:
-    """One :class:`~dml_lesson.ps.node.ShardActor` per node, created once per placement and reused."""
+    """One :class:`ShardActor` per node, created once per placement and reused.
+
+    Calls go through Dask's public actor API (``actor.step(...)`` returns an awaitable ``ActorFuture``). The
+    actors' own futures (from ``client.submit(ShardActor, ..., actor=True)``, kept in the placement's extras
+    next to the actors) tell whether the scheduler still has each actor's worker.
+    """
 
     def __init__(self, client: Client, placement: Placement, config: NodeConfig) -> None:
-        actors = placement.extras.get("actors")
-        if actors is None:
+        actors, futures = placement.extras.get("actors"), placement.extras.get("actor_futures")
+        if actors is None or futures is None:
             futures = [
                 client.submit(ShardActor, shard, node, workers=[addr], allow_other_workers=True, actor=True)
                 for node, (shard, addr) in enumerate(zip(placement.futures, placement.workers))
@@ -181,23 +191,28 @@ class ActorTransport:
             actors = [f.result(timeout=STEP_TIMEOUT) for f in futures]
             placement.extras["actors"] = actors
             placement.extras["actor_futures"] = futures
+        check_alive(futures)
         for call in [a.configure(config) for a in actors]:
             call.result(timeout=STEP_TIMEOUT)
-        self.actors, self.loop = actors, client.loop
+        self.actors, self.futures, self.loop = actors, futures, client.loop
         self.busy: dict[int, Any] = {}  # nodes still working on a step whose answer was not waited for
 
     def round(self, w: np.ndarray, step: int, need_grad: bool, wait_for: int | None = None) -> Round:
         self.busy = {n: c for n, c in self.busy.items() if not c.done()}
         if wait_for is None or wait_for >= len(self.actors):  # every node answers: let the busy ones finish
+            check_alive(self.futures)
             for call in self.busy.values():
                 _result(call, step)
             self.busy = {}
             try:  # one hop to the client's event loop for the whole round, not one per node and way
-                replies = run_on_loop(self.loop, _call_all(self.actors, w, step, need_grad), STEP_TIMEOUT)
+                replies = run_on_loop(self.loop, _call_all(self.actors, self.futures, w, step, need_grad),
+                                      STEP_TIMEOUT)
             except TimeoutError as exc:
                 raise _timeout_error(step) from exc
             return replies, *_bytes(w, step, need_grad, len(self.actors), replies)
-        calls = {n: a.step(w, step, need_grad) for n, a in enumerate(self.actors) if n not in self.busy}
+        check_alive(self.futures)
+        calls = {n: _call(a, self.futures, "step", w, step, need_grad)
+                 for n, a in enumerate(self.actors) if n not in self.busy}
         replies = _collect(calls, len(self.actors), wait_for, step)
         self.busy.update({n: c for n, c in calls.items() if replies[n] is None})
         return replies, *_bytes(w, step, need_grad, len(calls), replies)
@@ -223,8 +238,6 @@ class TaskTransport:
         return replies, *_bytes(w, step, need_grad, len(calls), replies)
 
 
-
-
 def run_on_loop(loop: Any, coro: Coroutine[Any, Any, T], timeout: float) -> T:
     """Run ``coro`` on the client's event loop (``client.loop``) and wait for its result, ``timeout`` s at most.
 
@@ -245,64 +258,113 @@ def run_on_loop(loop: Any, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         raise
 
 
-async def _call_all(actors: list[Any], w: np.ndarray, step: int, need_grad: bool) -> list[NodeReply]:
-    """On the client's event loop: call every actor at once, then take the replies in node order.
-
-    Each call sends the message Dask's own actor method call sends (``actor_execute`` to the actor's worker),
-    without the future and extra event-loop hop an actor method call adds for a caller outside the loop.
-    """
-    replies = await call_actors(actors, "step", w, step, need_grad)
+async def _call_all(actors: list[Any], futures: list[Future], w: np.ndarray, step: int,
+                    need_grad: bool) -> list[NodeReply]:
+    """On the client's event loop: call every actor's ``step`` at once, then take the replies in node order."""
+    replies = await call_actors(actors, futures, "step", w, step, need_grad)
     return [NodeReply(*reply) for reply in replies]
 
 
-async def call_actors(actors: list[Any], method: str, *args: Any) -> list[Any]:
+async def call_actors(actors: list[Any], futures: list[Future], method: str, *args: Any) -> list[Any]:
     """Call ``method(*args)`` on every actor at once from the client's event loop, as the server does (and
-    notebook 11's calibration); the answers in the actors' order. An error in a method is raised here.
+    notebook 11's calibration); the answers in the actors' order.
 
-    A worker that is gone raises ``RuntimeError("Worker holding Actor was lost...")`` as soon as the scheduler
-    knows, as Dask's own actor call does: without that watch, a call to a dead worker's address would keep
-    trying to connect for Dask's connect timeout (20 s) before failing.
+    Dask's public actor API: ``getattr(actor, method)(*args)`` returns an awaitable ``ActorFuture``; all calls are
+    made, then awaited in turn. Run it on the client's loop (:func:`run_on_loop`): one hop to the loop for the
+    whole round.
+
+    Parameters
+    ----------
+    actors : list of distributed.Actor
+        The actor handles.
+    futures : list of distributed.Future
+        The futures the actors were created from (``client.submit(cls, ..., actor=True)``), in the same order:
+        their status tells whether the scheduler still has each actor's worker.
+    method : str
+        The actor method to call.
+    *args
+        Its arguments, the same for every actor.
+
+    Returns
+    -------
+    list
+        The answers, in the actors' order.
+
+    Raises
+    ------
+    WorkerLost
+        As soon as the scheduler has lost one of the actors' workers (checked before the calls, then every
+        ``WATCH_SECONDS``): without that watch, a call to a dead worker's address keeps trying to connect for
+        Dask's connect timeout (20 s or more) before failing.
+    OSError
+        Dask's own error when it cannot reach an actor's worker.
+    Exception
+        An error raised by ``method`` on a worker, the first in the actors' order.
     """
-    for actor in actors:
-        _check_alive(actor)
-    rpcs = [getattr(actor, "_worker_rpc", None) for actor in actors]
-    if any(rpc is None for rpc in rpcs):  # a Dask without this attribute: the public (slower) way
-        return list(await asyncio.gather(*[getattr(actor, method)(*args) for actor in actors]))
-    payload = [to_serialize(a) for a in args]
-    calls = asyncio.gather(*[rpc.actor_execute(function=method, actor=actor.key, args=payload, kwargs={})
-                             for rpc, actor in zip(rpcs, actors)])
-    loop, lost = asyncio.get_running_loop(), []
+    check_alive(futures)
+    calls = [_call(actor, futures, method, *args) for actor in actors]  # all sent before the first await
+    task, loop, lost = asyncio.current_task(), asyncio.get_running_loop(), []
 
     def watch() -> None:  # a timer, not asyncio.wait: that costs a quarter of a millisecond per round
         try:
-            for actor in actors:
-                _check_alive(actor)
-        except RuntimeError as exc:
+            check_alive(futures)
+        except WorkerLost as exc:
             lost.append(exc)
-            calls.cancel()
+            if task is not None:
+                task.cancel()
         else:
             timer[0] = loop.call_later(WATCH_SECONDS, watch)
 
     timer = [loop.call_later(WATCH_SECONDS, watch)]
+    answers: list[Any] = []
     try:
-        answers = await calls
+        for call in calls:  # awaited in turn, not gathered: no task per call (measured a little cheaper)
+            try:
+                answers.append(await call)
+            except Exception as exc:  # raised below, once every call has ended
+                answers.append(exc)
     except asyncio.CancelledError:
-        if lost:
+        if lost and task is not None:
+            task.uncancel()  # the watch's cancel becomes WorkerLost: nothing else was cancelled
             raise lost[0] from None
         raise
     finally:
         timer[0].cancel()
-    for answer in answers:
-        if answer["status"] != "OK":
-            raise answer["exception"]
-    return [answer["result"] for answer in answers]
+    for answer in answers:  # the first error in the actors' order
+        if isinstance(answer, Exception):
+            raise answer
+    return answers
 
 
-def _check_alive(actor: Any) -> None:
-    """Raise Dask's own error when the scheduler has seen the actor's worker go."""
-    future = getattr(actor, "_future", None)
-    if future is not None and future.status not in ("finished", "pending"):
-        raise RuntimeError(f"Worker holding Actor was lost.  Status: {future.status}")
+def check_alive(futures: list[Future]) -> None:
+    """Raise :class:`WorkerLost` when the scheduler no longer holds one of the actors behind ``futures``.
+
+    An actor's future (public ``Future.status``) stays ``"finished"`` while its worker lives. When the worker
+    goes, the scheduler marks the actor's key erred (``"error"``; Dask does not rebuild actors) or lost
+    (``"lost"``); ``"cancelled"`` once released. The actor handle holds a future of the same key, which shares this
+    state: Dask's own actor call checks the same thing.
+
+    Raises
+    ------
+    WorkerLost
+        Naming the first such future and its status.
+    """
+    for future in futures:
+        if future.status not in ("finished", "pending"):
+            raise WorkerLost(f"the worker holding actor {future.key} was lost (its future is {future.status!r})")
+
+
+def _call(actor: Any, futures: list[Future], method: str, *args: Any) -> Any:
+    """``getattr(actor, method)(*args)``: Dask's public actor call, an ``ActorFuture``.
+
+    Dask's handle refuses a call with a ``RuntimeError`` when its worker was lost: that case is
+    :class:`WorkerLost`, told by the futures' status, not by the message.
+    """
+    try:
+        return getattr(actor, method)(*args)
+    except RuntimeError:
+        check_alive(futures)  # raises WorkerLost, chained to Dask's error
+        raise
 
 
 def _result(call: Any, step: int) -> NodeReply:
