@@ -13,7 +13,11 @@ Touchpoints (attributes of Dask objects that Dask does not document):
   ``worker_address``): :func:`drop_failed_workers` (bringing the course's local cluster back to full size);
 - ``Scheduler.workers`` and ``Scheduler.remove_worker``: :func:`forget_worker` (telling the scheduler at once
   about a worker the course killed, notebook 07);
-- ``Client.scheduler.address``: :func:`scheduler_address` (naming a scheduler that is gone in error messages).
+- ``Client.scheduler.address``: :func:`scheduler_address` (naming a scheduler that is gone in error messages);
+- ``SpecCluster.workers`` and ``Nanny.pid``: :func:`worker_pids` (killing worker processes left behind when a
+  cluster will not close);
+- ``distributed.protocol.serialize_bytes``: :func:`serialize_bytes` (counting a message's bytes exactly as Dask
+  sends them, notebooks 04 and 06).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import distributed
+from distributed.protocol import serialize_bytes as _serialize_bytes
 
 RUNNING_NANNY = ("running", "init", "starting")
 """``Nanny.status.name`` values of a nanny that still runs its worker, or is (re)starting it."""
@@ -137,3 +142,24 @@ async def forget_worker(address: str, dask_scheduler: Any = None) -> None:
     """
     if address in dask_scheduler.workers:
         await dask_scheduler.remove_worker(address, stimulus_id="dml-lesson-kill", close=False)
+
+
+def serialize_bytes(obj: Any) -> bytes:
+    """``obj`` as the bytes Dask would send: header and frames, from ``distributed.protocol.serialize_bytes``.
+
+    Dask documents ``serialize`` and ``deserialize`` (header and frames apart); ``serialize_bytes`` packs both into
+    the one byte string whose length is what a message costs, which is what notebooks 04 and 06 count
+    (:func:`~dml_lesson.ps.comm.serialized_nbytes`). Counting ``serialize``'s frames instead would leave out the
+    header and change every number those notebooks print.
+    """
+    return _serialize_bytes(obj)
+
+
+def worker_pids(cluster: Any) -> list[int | None]:
+    """Process ids of a local cluster's worker processes, read from its nannies without asking the scheduler.
+
+    Reads ``SpecCluster.workers`` (name -> ``Nanny``) and ``Nanny.pid``. The public way, ``client.run(os.getpid)``,
+    needs a scheduler that answers; this is used when closing a cluster that may not (its scheduler gone or
+    stuck), to kill the worker processes it would otherwise leave behind. ``None`` for a nanny with no process.
+    """
+    return [getattr(nanny, "pid", None) for nanny in list(getattr(cluster, "workers", {}).values())]

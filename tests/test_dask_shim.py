@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -79,6 +80,28 @@ def test_the_transfer_log_lists_each_received_key_with_its_size_and_sender(clien
     assert not any(client.run(_dask.incoming_transfers).values()), changed(
         "Worker.transfer_incoming_log: clear() leaves entries", "clear_incoming_transfers")
     del x, total
+
+
+def test_serialize_bytes_packs_header_and_frames_into_one_byte_string():
+    """``distributed.protocol.serialize_bytes``: :func:`_dask.serialize_bytes` (the bytes notebooks 04 and 06 count)."""
+    w = np.arange(21, dtype=np.float64)
+    packed = _dask.serialize_bytes((w, 3, True))
+    assert isinstance(packed, bytes), changed(f"serialize_bytes (returns {type(packed).__name__})", "serialize_bytes")
+    assert len(packed) > w.nbytes, changed("serialize_bytes (no longer includes the array's bytes)", "serialize_bytes")
+    back = distributed.protocol.deserialize_bytes(packed)
+    assert np.array_equal(back[0], w) and back[1:] == (3, True), changed(
+        "serialize_bytes / deserialize_bytes (no longer a round trip)", "serialize_bytes")
+    assert len(_dask.serialize_bytes((np.arange(41.0), 3, True))) - len(packed) == 20 * 8, changed(
+        "serialize_bytes (20 more float64 values no longer cost exactly 160 bytes)", "serialize_bytes")
+
+
+@pytest.mark.cluster
+def test_the_local_cluster_names_its_worker_processes_where_worker_pids_reads_them(client, two_workers):
+    """``SpecCluster.workers`` and ``Nanny.pid``: :func:`_dask.worker_pids`."""
+    pids = _dask.worker_pids(client.cluster)
+    running = sorted(client.run(os.getpid).values())
+    assert sorted(pids) == running, changed(
+        f"SpecCluster.workers / Nanny.pid (read {pids}, the workers run as {running})", "worker_pids")
 
 
 @pytest.mark.cluster
@@ -199,7 +222,6 @@ def _internal_module(name: str) -> bool:
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p != SHIM)
 PENDING = {
-    "cluster/faults.py": "_drop_worker (run on the scheduler) is dml_lesson._dask.forget_worker: call that instead",
 }
 """Modules whose reach into Dask's internals is known and has its replacement ready; delete an entry once its
 module uses it (the test then shows XPASS)."""

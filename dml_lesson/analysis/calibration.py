@@ -21,12 +21,12 @@ from ..cluster.client import worker_addresses
 from ..core.checks import check_int
 from ..core.data import make_regression
 from ..core.models import LINEAR
+from ..core.settings import CALIBRATION_TIMEOUT
 from ..ps.ring import TOPOLOGIES
 from ..ps.server import distributed_gd
 from ..ps.transport import call_actors, run_on_loop
 from .costmodel import ITEMSIZE, Calibration, Network, local_step_time
 
-CALIBRATION_TIMEOUT = 120.0
 FIXED_COST_SIZE = (8_000, 10)
 """Rows and weights of the small problem whose one-node steps give each topology's fixed cost per step: not
 one of ``benchmarks/scaling.py``'s sizes; 80,000 values, more than :data:`~dml_lesson.ps.transport.INLINE_CELLS`,

@@ -19,8 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, TypeVar
 
@@ -29,8 +28,17 @@ from distributed import Client, LocalCluster
 
 from .._dask import drop_failed_workers, scheduler_address
 from ..core.checks import check_float, check_int
-from .startstop import (
+from ..core.settings import (
     CLOSE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    GONE_AFTER,
+    RESTART_LOCAL,
+    STOP_WAIT,
+    WAIT_TIMEOUT,
+    bounded,
+    set_restart_advice,
+)
+from .startstop import (
     HandledRestartFailure,
     add_filter_once,
     close_quietly,
@@ -43,11 +51,6 @@ from .startstop import (
 
 T = TypeVar("T")
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-CONNECT_TIMEOUT = "20s"
-GONE_AFTER = 3.0
-"""Seconds a scheduler the client lost has to answer again before the course calls it gone."""
-STOP_WAIT = 60.0
-"""Seconds a Stop during the start of the local cluster waits for the start to end, so it can close it."""
 
 _lock = threading.Lock()
 _EMPTY: dict[str, Any] = {"client": None, "cluster": None, "n_workers": 0, "address": None}
@@ -218,35 +221,13 @@ def restart_advice(client: Client | None = None) -> str:
     else:
         address = None if client.cluster is not None else _address_of(client)
     if not address:
-        return ("restart the cluster: dml.close_client(), then client = dml.get_client() (or rerun the notebook's "
-                "setup cell), then rerun this cell")
+        return RESTART_LOCAL
     local = ("stop JupyterLab, unset DASK_SCHEDULER_ADDRESS and start it again (the kernel inherits the variable)"
              if dask.config.get("scheduler-address", None)
              else "call dml.close_client(), then client = dml.get_client() without address=")
     return (f"this cluster runs outside the notebook, so dml.close_client() cannot restart it: restart its "
             f"scheduler at {address} and its workers (shell commands: dask scheduler, then dask worker {address} "
             f"on each worker machine), then rerun the cell; or, for a local cluster instead, {local}")
-
-
-WAIT_TIMEOUT = 60.0
-"""Seconds any single wait on the cluster (a run on the workers, a gather, a compute) may take."""
-
-
-def bounded(what: str, fn: Callable[..., T], *args: Any, timeout: float = WAIT_TIMEOUT, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, or a ``TimeoutError`` saying that ``what`` did not finish within ``timeout`` s.
-
-    For the cluster calls that have no timeout of their own (``Client.run``, ``Client.gather``,
-    ``dask.compute``): the call runs in a helper thread, so a stuck cluster cannot hang a notebook cell.
-    """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dml-bounded")
-    future = pool.submit(fn, *args, **kwargs)
-    try:
-        return future.result(timeout=timeout)
-    except FuturesTimeout:
-        raise TimeoutError(f"{what} did not finish within {timeout:.0f} s: the cluster may be stuck or "
-                           f"overloaded; {restart_advice()}") from None
-    finally:
-        pool.shutdown(wait=False)
 
 
 def check_client(client: Client | None) -> Client:
@@ -415,3 +396,7 @@ def _close_at_exit() -> None:
     client, cluster = _state["client"], _state["cluster"]
     _state.update(_EMPTY)
     close_quietly(client, cluster)
+
+
+# Every error about a stuck cluster, in any layer, ends with this module's advice (core.settings.restart_advice).
+set_restart_advice(restart_advice)

@@ -20,9 +20,10 @@ from contextlib import contextmanager
 
 from distributed import Client
 
+from .._dask import forget_worker
 from ..core.checks import check_float, check_int
-from ..core.settings import HOLD_SECONDS
-from .client import bounded, get_client, restore_workers, worker_addresses
+from ..core.settings import HOLD_SECONDS, bounded
+from .client import get_client, restore_workers, worker_addresses
 
 _SLOWDOWN = {"factor": 1.0}
 _HOLD: dict = {"released": None, "until": 0.0, "waiting": 0, "lock": threading.Lock()}
@@ -48,13 +49,8 @@ def kill_worker(worker: int | str, client: Client | None = None) -> str:
     # The scheduler would notice the broken connection by itself, a moment later. Telling it now avoids a race
     # seen with distributed 2026.8: the nanny's replacement registers under the same name before the dead
     # worker is removed, is turned away ("name taken"), and the nanny gives up for good.
-    bounded("telling the scheduler about the kill", client.run_on_scheduler, _drop_worker, address)
+    bounded("telling the scheduler about the kill", client.run_on_scheduler, forget_worker, address)
     return address
-
-
-async def _drop_worker(address: str, dask_scheduler=None) -> None:
-    if address in dask_scheduler.workers:
-        await dask_scheduler.remove_worker(address, stimulus_id="dml-lesson-kill", close=False)
 
 
 def kill_at(step: int, worker: int = 0, client: Client | None = None) -> Callable[[int], None]:

@@ -7,7 +7,8 @@ import threading
 
 from distributed import Client
 
-from .client import bounded, get_client, worker_info
+from ..core.settings import bounded
+from .client import get_client, worker_info
 
 
 class PeakMemory:

@@ -26,8 +26,8 @@ from distributed import Client, Future, wait
 from ..core.checks import check_int
 from ..core.data import to_numpy
 from ..core.layout import Layout, as_layout, assign_rows
-from ..core.settings import PLACE_TIMEOUT, WATCH_SECONDS
-from .client import bounded, restart_advice, restore_workers, worker_addresses, worker_info
+from ..core.settings import PLACE_TIMEOUT, WATCH_SECONDS, bounded
+from .client import restart_advice, restore_workers, worker_addresses, worker_info
 
 CACHE_SIZE = 4
 MEMORY_SHARE = 0.5

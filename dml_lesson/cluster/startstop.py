@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 from distributed import Client, LocalCluster
 
+from .._dask import worker_pids
 from ..core.settings import CLOSE_TIMEOUT
 
 DASHBOARD_PORT = 8787
@@ -98,7 +99,7 @@ class _Mute(logging.Filter):
 
 def close_quietly(client: Client | None, cluster: LocalCluster | None) -> None:
     """Close both, each within ``CLOSE_TIMEOUT`` s, errors swallowed; then kill worker processes still up."""
-    pids = [getattr(nanny, "pid", None) for nanny in list(getattr(cluster, "workers", {}).values())]
+    pids = worker_pids(cluster)
     log, mute = logging.getLogger("distributed.client"), _Mute()  # closing a client that lost its scheduler
     log.addFilter(mute)  # logs the cancelled reconnection as an error with a traceback
     try:

@@ -47,6 +47,8 @@ HOLD_POLL_SECONDS = 0.01
 # --- the cluster (dml_lesson.cluster) ---
 CONNECT_TIMEOUT = "20s"
 """Dask's connect timeout for the course's client."""
+GONE_AFTER = 3.0
+"""Seconds a scheduler the client lost has to answer again before the course calls it gone."""
 STOP_WAIT = 60.0
 """Seconds :func:`~dml_lesson.cluster.client.close_client` waits for the cluster to close."""
 CLOSE_TIMEOUT = 10.0

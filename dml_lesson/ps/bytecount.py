@@ -19,9 +19,9 @@ from distributed import Client, wait
 from .._dask import clear_incoming_transfers, incoming_transfers
 from ..cluster.shards import Placement
 from ..core.checks import check_choice, check_int
+from ..core.settings import STEP_TIMEOUT
 from .node import NodeConfig, node_step
 from .ring import (
-    STEP_TIMEOUT,
     TOPOLOGIES,
     RingStep,
     keep_copy,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from distributed.protocol import serialize_bytes
+
+from .._dask import serialize_bytes
 
 _SIZES: dict[Any, int] = {}
 _MAX_SIGNATURES = 4096

@@ -20,21 +20,12 @@ from distributed import Client, Future, KilledWorker
 from ..cluster.client import restart_advice, worker_addresses
 from ..cluster.faults import slowed_down, straggle
 from ..cluster.shards import Placement, discard
+from ..core.settings import BACKUP_POLL_SECONDS, MAX_RECOVERIES, RECOVER_WAIT, STEP_TIMEOUT, WATCH_SECONDS
 from .comm import message_nbytes
 from .node import NodeConfig, NodeReply, aligned, node_step
 
 T = TypeVar("T")
 TRANSPORTS = ("actors", "tasks")
-STEP_TIMEOUT = 120.0
-"""Seconds the server waits for its nodes in one step before it stops with a clear error."""
-MAX_RECOVERIES = 5
-"""Lost workers a run survives before it stops with an error."""
-RECOVER_WAIT = 20.0
-"""Seconds to wait for the nanny's replacement worker before going on with the survivors."""
-WATCH_SECONDS = 0.1
-"""How often a round of calls to the actors checks that the scheduler still has the actors' workers."""
-POLL_SECONDS = 0.0002
-"""How often the server looks for finished nodes when it waits for only some of them (backup workers)."""
 Round = tuple[list[NodeReply | None], int, int]
 """Replies in node order (``None``: not waited for), bytes sent, bytes received."""
 
@@ -386,7 +377,7 @@ def _collect(calls: dict[int, Any], k: int, wait_for: int | None, step: int) -> 
     while len(done := [n for n, c in calls.items() if c.done()]) < wait_for:
         if time.monotonic() > deadline:
             raise _timeout_error(step)
-        time.sleep(POLL_SECONDS)
+        time.sleep(BACKUP_POLL_SECONDS)
     return [_result(calls[n], step) if n in done else None for n in range(k)]
 
 
