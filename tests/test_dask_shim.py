@@ -4,9 +4,8 @@ One test per touchpoint of ``_dask.py`` runs it against the installed Dask and f
 Dask version and what changed, so that a Dask release that moves an internal breaks a test, not a notebook. The
 last tests parse every other module of the package and fail on any reach into Dask's internals.
 
-``distributed.protocol`` stays allowed: ``ps/comm.py`` counts a message's bytes as Dask serializes it, which
-only Dask's serializer can tell, and ``distributed.protocol`` is the package Dask's serialization docs send users
-to (``serialize``, ``deserialize``, ``register_serialization``).
+No ``distributed.<submodule>`` is allowed outside the shim: even ``ps/comm.py``'s byte counts go through
+:func:`dml_lesson._dask.serialize_bytes`.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dml_lesson"
 SHIM = PACKAGE / "_dask.py"
 VERSION = f"distributed {distributed.__version__}"
-ALLOWED_SUBMODULES = {"distributed.protocol"}
+ALLOWED_SUBMODULES: set[str] = set()
 """``distributed.<submodule>`` imports allowed outside the shim (see the module docstring)."""
 INTERNAL_ATTRIBUTES = {"_worker_rpc", "_future", "transfer_incoming_log", "worker_spec", "scheduler"}
 """Attributes of Dask objects that only ``_dask.py`` may read (as ``obj.name`` or ``getattr(obj, "name")``):
