@@ -263,6 +263,7 @@ async def g(address, dask_scheduler=None):
         "imports distributed.comm",
         "imports from distributed.utils",
         "imports from distributed.scheduler",
+        "imports from distributed.protocol",
         "imports distributed.utils, not in distributed.__all__",
         "imports from dask._task_spec",
         "reads ._worker_rpc",
