@@ -13,6 +13,7 @@ Touchpoints (attributes of Dask objects that Dask does not document):
   ``worker_address``): :func:`drop_failed_workers` (bringing the course's local cluster back to full size);
 - ``Scheduler.workers`` and ``Scheduler.remove_worker``: :func:`forget_worker` (telling the scheduler at once
   about a worker the course killed, notebook 07);
+- ``Client.scheduler.identity``: :func:`scheduler_identity` (the scheduler's table of workers, asked for now);
 - ``Client.scheduler.address``: :func:`scheduler_address` (naming a scheduler that is gone in error messages);
 - ``SpecCluster.workers`` and ``Nanny.pid``: :func:`worker_pids` (killing worker processes left behind when a
   cluster will not close);
@@ -163,3 +164,16 @@ def worker_pids(cluster: Any) -> list[int | None]:
     stuck), to kill the worker processes it would otherwise leave behind. ``None`` for a nanny with no process.
     """
     return [getattr(nanny, "pid", None) for nanny in list(getattr(cluster, "workers", {}).values())]
+
+
+def scheduler_identity(client: distributed.Client) -> Any:
+    """A coroutine asking the scheduler for its identity with every worker: ``{"workers": {address: ...}, ...}``.
+
+    Calls ``client.scheduler.identity(n_workers=-1)`` (an RPC on the client's connection to the scheduler; run it
+    on the client's loop). The public ``Client.scheduler_info(n_workers=-1)`` makes the same call but returns the
+    client's shared ``_scheduler_identity``, which the client's periodic refresh (every 2 s, ``n_workers=0``)
+    overwrites with an empty worker table, and which it leaves stale without an error when the call fails: seen
+    in a run of notebook 08 under load, where every worker then looked lost. The course detects lost workers
+    from this table, so it needs the answer to its own call.
+    """
+    return client.scheduler.identity(n_workers=-1)

@@ -95,6 +95,21 @@ def test_serialize_bytes_packs_header_and_frames_into_one_byte_string():
 
 
 @pytest.mark.cluster
+def test_the_scheduler_lists_every_worker_when_asked_for_its_identity(client, two_workers):
+    """``Client.scheduler.identity(n_workers=-1)``: :func:`_dask.scheduler_identity` (the course's worker table)."""
+    identity = client.sync(lambda: _dask.scheduler_identity(client))
+    assert isinstance(identity, Mapping) and isinstance(identity.get("workers"), Mapping), changed(
+        f"Client.scheduler.identity (returns {type(identity).__name__} without a 'workers' table)",
+        "scheduler_identity")
+    assert sorted(identity["workers"]) == two_workers, changed(
+        f"Client.scheduler.identity(n_workers=-1) (lists {sorted(identity['workers'])}, the cluster runs "
+        f"{two_workers})", "scheduler_identity")
+    for addr in two_workers:
+        assert {"nthreads", "memory_limit"} <= set(identity["workers"][addr]), changed(
+            "Client.scheduler.identity (a worker's entry lacks nthreads or memory_limit)", "scheduler_identity")
+
+
+@pytest.mark.cluster
 def test_the_local_cluster_names_its_worker_processes_where_worker_pids_reads_them(client, two_workers):
     """``SpecCluster.workers`` and ``Nanny.pid``: :func:`_dask.worker_pids`."""
     pids = _dask.worker_pids(client.cluster)

@@ -13,20 +13,20 @@ notebook from 00 on calls :func:`get_client`.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
 import threading
 import time
 import weakref
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, TypeVar
 
 import dask
 from distributed import Client, LocalCluster
 
-from .._dask import drop_failed_workers, scheduler_address
+from .._dask import drop_failed_workers, scheduler_address, scheduler_identity
 from ..core.checks import check_float, check_int
 from ..core.settings import (
     CLOSE_TIMEOUT,
@@ -265,44 +265,31 @@ def worker_info(client: Client | None = None) -> dict[str, Any]:
     """The scheduler's table of workers (address -> ``nthreads``, ``memory_limit``, ...); a ``ConnectionError``
     within ``GONE_AFTER`` s when the scheduler is gone. Used by the shards' memory check and notebook 00.
 
-    It asks with ``client.scheduler_info(n_workers=-1)``, which has no timeout and, when the scheduler does not
-    answer, returns its last answer: so it runs in a helper thread while this one watches the connection, and an
-    answer got while the connection was down is asked again. A ``TimeoutError`` after ``WAIT_TIMEOUT`` s.
+    Asks the scheduler directly (:func:`dml_lesson._dask.scheduler_identity`): the public
+    ``client.scheduler_info(n_workers=-1)`` returns the client's shared copy of the answer, which the client's own
+    periodic refresh overwrites with a table of no workers, and which goes stale without an error when the
+    scheduler does not answer. A ``TimeoutError`` after ``WAIT_TIMEOUT`` s.
     """
     client = client or get_client()
+    _require_scheduler(client)
+    future = asyncio.run_coroutine_threadsafe(scheduler_identity(client), client.loop.asyncio_loop)
     deadline = time.monotonic() + WAIT_TIMEOUT
-    while True:
-        _require_scheduler(client)
-        info = _ask_scheduler(client, deadline)
-        if client.status == "running":
-            return dict(info["workers"])
-
-
-def _ask_scheduler(client: Client, deadline: float) -> dict[str, Any]:
-    """``client.scheduler_info(n_workers=-1)`` from a helper thread; checks the connection every 0.1 s (a
-    ``ConnectionError`` within ``GONE_AFTER`` s when the scheduler is gone), a ``TimeoutError`` at ``deadline``."""
-    answer: Future[dict[str, Any]] = Future()
-
-    def ask() -> None:
-        try:
-            answer.set_result(client.scheduler_info(n_workers=-1))
-        except BaseException as exc:  # handed to the caller
-            answer.set_exception(exc)
-
-    threading.Thread(target=ask, name="dml-worker-info", daemon=True).start()  # no pool: joined at exit
-    while True:
-        try:
-            return answer.result(timeout=0.1)
-        except FuturesTimeout:
-            if client.status != "running":
+    try:
+        while True:
+            try:
+                return dict(future.result(timeout=0.1)["workers"])
+            except FuturesTimeout:
+                if client.status != "running":
+                    _require_scheduler(client)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the Dask scheduler did not list its workers within {WAIT_TIMEOUT:.0f} s: "
+                                       f"it may be stuck or overloaded; {restart_advice(client)}") from None
+            except OSError as exc:
                 _require_scheduler(client)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the Dask scheduler did not list its workers within {WAIT_TIMEOUT:.0f} s: "
-                                   f"it may be stuck or overloaded; {restart_advice(client)}") from None
-        except OSError as exc:
-            _require_scheduler(client)
-            raise ConnectionError(f"lost the Dask scheduler while asking for its workers ({exc}): rerun "
-                                  "the cell") from exc
+                raise ConnectionError(f"lost the Dask scheduler while asking for its workers ({exc}): rerun "
+                                      "the cell") from exc
+    finally:
+        future.cancel()
 
 
 def close_client() -> None:
