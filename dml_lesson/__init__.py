@@ -14,7 +14,6 @@ from . import analysis, cluster, core, ps, teaching, variants
 from .cluster.client import close_client, dashboard_link, get_client, worker_addresses, worker_table
 from .cluster.memory import PeakMemory
 from .cluster.shards import gather_rows, place_shards
-from .cluster.startstop import ClosedTransfer, add_filter_once
 from .core.data import lineage, make_classification, make_regression, to_numpy
 from .core.layout import Layout, assign_rows
 from .core.models import LINEAR, lipschitz_constant, mse, mse_gradient
@@ -28,7 +27,7 @@ from .variants.local_sgd import local_sgd
 
 # Every process that imports the package, the workers that run its tasks included, drops the one Dask error log
 # that a Stop or a killed peer causes and Dask recovers from (see cluster.startstop.ClosedTransfer).
-add_filter_once("distributed.worker", ClosedTransfer())
+cluster.startstop.add_filter_once("distributed.worker", cluster.startstop.ClosedTransfer())
 
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ Touchpoints (attributes of Dask objects that Dask does not document):
   ``worker_address``): :func:`drop_failed_workers` (bringing the course's local cluster back to full size);
 - ``Scheduler.workers`` and ``Scheduler.remove_worker``: :func:`forget_worker` (telling the scheduler at once
   about a worker the course killed, notebook 07);
+- ``KilledWorker.args``: :func:`killed_worker_deaths` (how many worker deaths made Dask give up on a task);
 - ``Client.scheduler.identity``: :func:`scheduler_identity` (the scheduler's table of workers, asked for now);
 - ``Client.scheduler.address``: :func:`scheduler_address` (naming a scheduler that is gone in error messages);
 - ``SpecCluster.workers`` and ``Nanny.pid``: :func:`worker_pids` (killing worker processes left behind when a
@@ -177,3 +178,13 @@ def scheduler_identity(client: distributed.Client) -> Any:
     from this table, so it needs the answer to its own call.
     """
     return client.scheduler.identity(n_workers=-1)
+
+
+def killed_worker_deaths(exc: BaseException) -> int | None:
+    """How many worker deaths made Dask give up on the task of a ``distributed.KilledWorker``, or None.
+
+    Dask raises ``KilledWorker(key, last_worker, allowed_failures)``; the third argument is not documented, so
+    the course reads it here and says "several times" when it is missing. The count is ``allowed_failures + 1``.
+    """
+    args = getattr(exc, "args", ())
+    return args[2] + 1 if len(args) > 2 and isinstance(args[2], int) else None

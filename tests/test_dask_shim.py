@@ -13,9 +13,11 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import dask
 import distributed
 import numpy as np
 import pytest
@@ -92,6 +94,30 @@ def test_serialize_bytes_packs_header_and_frames_into_one_byte_string():
         "serialize_bytes / deserialize_bytes (no longer a round trip)", "serialize_bytes")
     assert len(_dask.serialize_bytes((np.arange(41.0), 3, True))) - len(packed) == 20 * 8, changed(
         "serialize_bytes (20 more float64 values no longer cost exactly 160 bytes)", "serialize_bytes")
+
+
+@pytest.mark.cluster
+def test_killed_worker_carries_the_allowed_failures_as_its_third_argument(client, two_workers):
+    """``KilledWorker(key, last_worker, allowed_failures)``: :func:`_dask.killed_worker_deaths`, from a real
+    KilledWorker (a task that kills its worker, with ``allowed-failures`` 0)."""
+    def die():
+        os._exit(1)
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        future = client.submit(die, pure=False)
+        with pytest.raises(distributed.KilledWorker) as info:
+            future.result(timeout=60)
+    deadline = time.monotonic() + 60  # leave the cluster as the next tests expect it: two workers, settled
+    while time.monotonic() < deadline:
+        nannies = sorted(getattr(n, "worker_address", "") for n in client.cluster.workers.values())
+        if len(nannies) == 2 and nannies == dml.worker_addresses(client):
+            break
+        time.sleep(0.2)
+    deaths = _dask.killed_worker_deaths(info.value)
+    assert deaths is not None, changed(f"KilledWorker.args ({info.value.args!r}: no int third argument)",
+                                       "killed_worker_deaths")
+    assert deaths >= 1, changed(f"KilledWorker.args ({info.value.args!r}: allowed failures below 0)",
+                                "killed_worker_deaths")
 
 
 @pytest.mark.cluster

@@ -65,6 +65,12 @@ class Timeline:
                          min(r.start for r in self.rows if r.step == s) for s in steps])
 
 
+def node_step_key(node: int, step: int, run: str = "") -> str:
+    """The Dask key of node ``node``'s task at step ``step`` of run ``run`` (``transport="tasks"``), the format
+    :func:`node_steps` reads back from the task stream: ``node_step-<node>-<step>-<run>``."""
+    return f"node_step-{node}-{step}-{run or 'run'}"
+
+
 def node_steps(tasks: list[dict[str, Any]]) -> list[NodeStep]:
     """Parse task-stream records of ``node_step-<node>-<step>-<run>`` tasks into :class:`NodeStep` rows."""
     raw = []

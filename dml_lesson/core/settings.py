@@ -1,9 +1,10 @@
 """How long the course waits on its cluster, how often it looks, and what it tells the learner: in one place.
 
-Every timeout, poll interval and retry limit of the package is defined here and imported where it is used, so a
-teacher with a slower machine changes one number (e.g. ``dml_lesson.core.settings.STEP_TIMEOUT = 300``). The
-error messages about a stuck cluster end with :func:`restart_advice`, which the cluster layer refines for a
-cluster started outside the notebook (:func:`dml_lesson.cluster.client.restart_advice`).
+The timeouts, poll intervals and retry limits that decide how long a notebook waits before it reports a stuck
+cluster are defined here, once, and imported where they are used (so a change here takes effect in a fresh
+kernel; a teacher with a slower machine raises ``STEP_TIMEOUT`` here). The error messages about a stuck cluster
+end with :func:`restart_advice`, which the cluster layer refines for a cluster started outside the notebook
+(:func:`dml_lesson.cluster.client.restart_advice`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from .._dask import clear_incoming_transfers, incoming_transfers
 from ..cluster.shards import Placement
 from ..core.checks import check_choice, check_int
 from ..core.settings import STEP_TIMEOUT
-from .node import NodeConfig, node_step
+from .node import NodeConfig
 from .ring import (
     TOPOLOGIES,
     RingStep,
@@ -29,6 +29,7 @@ from .ring import (
     ring_schedule,
     submit_ring,
 )
+from .transport import faulty_node_step
 
 SERVER = -1
 """The server's endpoint number in :class:`ByteReport` (nodes are 0 .. N-1)."""
@@ -44,7 +45,7 @@ def submit_server(client: Client, placement: Placement, config: NodeConfig, w: n
     vectors = []
     for i, shard in enumerate(placement.futures):
         w_i = client.submit(keep_copy, w, key=f"ps-w-{tag}-{i}", workers=[home], **where)
-        reply = client.submit(node_step, shard, config, i, w_i, step, True, key=f"ps-grad-{tag}-{i}",
+        reply = client.submit(faulty_node_step, shard, config, i, w_i, step, True, key=f"ps-grad-{tag}-{i}",
                               workers=[addr[i]], **where)
         vec = client.submit(node_vector, reply, "mean", len(w), key=f"ps-vec-{tag}-{i}", workers=[addr[i]], **where)
         routes[w_i.key], routes[vec.key] = (SERVER, i), (i, SERVER)

@@ -40,7 +40,8 @@ from ..cluster.client import restart_advice
 from ..cluster.shards import Placement
 from ..core.checks import check_choice, check_int
 from ..core.settings import STEP_TIMEOUT
-from .node import NodeConfig, NodeReply, node_step
+from .node import NodeConfig, NodeReply
+from .transport import faulty_node_step
 
 TOPOLOGIES = ("server", "ring")
 
@@ -160,7 +161,7 @@ def submit_ring(client: Client, placement: Placement, config: NodeConfig, w: np.
     n, d, addr = placement.n_nodes, len(w), placement.workers
     where = {"allow_other_workers": not strict, "pure": False}
     replies = [
-        client.submit(node_step, shard, config, i, w, step, need_grad, key=f"ring-grad-{tag}-{i}",
+        client.submit(faulty_node_step, shard, config, i, w, step, need_grad, key=f"ring-grad-{tag}-{i}",
                       workers=[addr[i]], **where)
         for i, shard in enumerate(placement.futures)
     ]

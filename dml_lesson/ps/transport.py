@@ -17,9 +17,11 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from distributed import Client, Future, KilledWorker
 
+from .._dask import killed_worker_deaths
 from ..cluster.client import restart_advice, worker_addresses
 from ..cluster.faults import slowed_down, straggle
 from ..cluster.shards import Placement, discard
+from ..cluster.timeline import node_step_key
 from ..core.settings import BACKUP_POLL_SECONDS, MAX_RECOVERIES, RECOVER_WAIT, STEP_TIMEOUT, WATCH_SECONDS
 from .comm import message_nbytes
 from .node import NodeConfig, NodeReply, aligned, node_step
@@ -74,7 +76,7 @@ class Resilient:
                     ) from exc
                 self._recover(step)
             except KilledWorker as exc:
-                deaths = exc.args[2] + 1 if len(exc.args) > 2 else 0
+                deaths = killed_worker_deaths(exc) or 0
                 tries = f"{deaths} time{'s' if deaths != 1 else ''}" if deaths else "several times"
                 raise RuntimeError(
                     f"step {step} failed: the workers running one of its node tasks died {tries} "
@@ -220,7 +222,7 @@ class TaskTransport:
         calls = {
             node: self.client.submit(
                 faulty_node_step, shard, self.config, node, w, step, need_grad,
-                key=f"node_step-{node}-{step}-{self.config.run or 'run'}",
+                key=node_step_key(node, step, self.config.run),
                 workers=[addr], allow_other_workers=True, pure=False,
             )
             for node, (shard, addr) in enumerate(zip(p.futures, p.workers))

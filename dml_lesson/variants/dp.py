@@ -181,7 +181,8 @@ def dp_sgd(
 
 
 def participations(n_steps: int, batch_size: int, shard_sizes: list[int]) -> int:
-    """The most steps any one row takes part in, with the course's shuffled batches (:func:`minibatch_indices`).
+    """The most steps any one row takes part in, with the course's shuffled batches
+    (:func:`~dml_lesson.core.optim.minibatch_indices`).
 
     A shard of ``n`` rows gives ``n // batch_size`` batches per epoch, each row in at most one of them; a
     batch at least as large as the shard is the whole shard, every step.

@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ...core.result import TrainingResult
-from .training import COLORS, log_scale, new_figure, plot_losses
+from .base import COLORS, log_scale, new_figure
+from .training import plot_losses
 
 
 def messages(res: TrainingResult) -> np.ndarray:

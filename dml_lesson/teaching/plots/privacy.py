@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ...core.result import TrainingResult
-from .training import COLORS, log_scale, new_figure
+from .base import COLORS, log_scale, new_figure
 
 
 def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sigma: float | None = None,

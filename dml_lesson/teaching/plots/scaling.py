@@ -15,7 +15,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 from ...analysis.costmodel import Calibration, Network, local_step_time, predict_step_time, speedup
 from ...ps.bytecount import SERVER, ByteReport
 from ...ps.ring import ring_rounds, ring_schedule
-from .training import COLORS, log_scale, new_figure
+from .base import COLORS, log_scale, new_figure
 
 N_MAX = 1024
 
@@ -23,7 +23,7 @@ N_MAX = 1024
 def topology_frames(topology: str, n_nodes: int) -> list[dict[str, Any]]:
     """The states of one all-reduce, frame by frame: ``held[i][c]`` is the set of nodes whose piece ``c`` node
     ``i`` has added up so far; ``arrows`` the messages of the frame ``(sender, receiver, piece)`` (piece -1: the
-    whole vector; :data:`~dml_lesson.ps.ring.SERVER` is the server)."""
+    whole vector; :data:`~dml_lesson.ps.bytecount.SERVER` is the server)."""
     n = n_nodes
     held = [[{i} for _ in range(n)] for i in range(n)]
     frames = [{"title": "each node has its own gradient", "held": _copy(held), "arrows": [], "server": None}]

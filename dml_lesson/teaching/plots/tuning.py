@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from ...analysis.imbalance import ClassReport
 from ...analysis.tuning import SearchResult
-from .training import COLORS, log_scale, new_figure
+from .base import COLORS, log_scale, new_figure
 
 _MARKERS = ["o", "s", "^", "D", "v"]
 

@@ -17,7 +17,7 @@ from ...cluster.client import get_client
 from ...variants.async_server import async_sgd
 from .. import plots
 from ..experiments import BOUNDS, bound_value, local_run, local_status, staleness_runs, staleness_status
-from .training import Explorer
+from .explorer import Explorer
 
 LOCAL_STEPS = (1, 2, 4, 8, 16, 32)
 IID_LABELS = {"IID (contiguous)": "contiguous", "non-IID (sorted by y)": "noniid"}
@@ -70,8 +70,8 @@ def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "n
                          floor: float | None = None, client: Any = None, initial: dict | None = None) -> Explorer:
     """Notebook 08: a local-steps slider and an IID / non-IID switch; loss against epochs and messages.
 
-    ``initial``: the runs of :func:`local_runs` at the defaults, already drawn by the notebook's static figure;
-    the first view reuses them.
+    ``initial``: the runs of :func:`~dml_lesson.teaching.experiments.local_runs` at the defaults, already drawn
+    by the notebook's static figure; the first view reuses them.
     """
     kw = dict(n_nodes=n_nodes, lr=lr, batch_size=batch_size, n_epochs=n_epochs, seed=seed,
               client=client or get_client())

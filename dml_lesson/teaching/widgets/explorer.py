@@ -50,7 +50,7 @@ class Explorer:
         for control in controls.values():
             control.continuous_update = False
             control.style.description_width = "initial"
-            control.observe(self._changed, names="value")
+            control.observe(self.on_change, names="value")
         self.widget = w.VBox([w.HBox(list(controls.values())), self.status, self.output])
         self.update()
 
@@ -95,7 +95,9 @@ class Explorer:
         color = "#b00" if "diverged" in status else "#060"
         self.status.value = f"<span style='color:{color}'>{status}</span> <small>({self.seconds:.2f} s)</small>"
 
-    def _changed(self, change: dict[str, Any]) -> None:
+    def on_change(self, change: dict[str, Any]) -> None:
+        """What a control calls when it is released: one redraw. A widget that needs more (notebook 11's network
+        presets) unobserves this and observes its own handler, which ends with :meth:`update`."""
         self.update()
 
     def _ipython_display_(self) -> None:

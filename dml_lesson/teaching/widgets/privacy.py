@@ -15,7 +15,7 @@ from ...cluster.client import get_client
 from ...core.result import TrainingResult
 from .. import plots
 from ..experiments import dp_runs, dp_status, epsilon_curve
-from .training import Explorer
+from .explorer import Explorer
 
 
 def dp_explorer(X: Any, y: Any, noise_multiplier: float = 1.0, clip_norm: float = 1.0, *, n_nodes: int = 2,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ...analysis.costmodel import DATACENTER_10G, DATACENTER_100G, Calibration, Network, break_even_rows, speedup
 from ..plots.scaling import scaling_figure, topology_figure, topology_frames
-from .training import Explorer
+from .explorer import Explorer
 
 MAX_FRAME = 14
 """Frames of the largest animation (a ring of 8 nodes: 1 + 2 * 7)."""
@@ -104,7 +104,7 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
         explorer.update()
 
     for control in network_controls:
-        control.unobserve(explorer._changed, names="value")
+        control.unobserve(explorer.on_change, names="value")
         control.observe(network_changed, names="value")
     explorer.widget.children = (w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]),
                                 *explorer.widget.children[1:])
