@@ -1,13 +1,13 @@
 """The scaling model of notebook 11 against measured runs on this machine: predicted vs measured step time.
 
-Calibrates :mod:`dml_lesson.analysis.costmodel` with :mod:`dml_lesson.analysis.calibration` (compute per row and weight in and beyond
-the cache, cache size; latency, bandwidth and per-message overhead of the server's direct calls and of the ring's
-task hops; the fixed cost of a one-node step of each topology, on an 8,000 x 10 problem that is not one of the
-checked sizes), then runs ``dml.distributed_gd`` with N = 1, 2, 4 nodes and both topologies (``topology="server"``
-with actors, ``topology="ring"``) on two problem sizes, and prints the median measured step time, the prediction of
-:func:`~dml_lesson.analysis.costmodel.local_step_time` and the relative error.
-The calibration and the checked runs are separate measurements. Timings on a shared 2-core machine are noisy:
-run it on a quiet machine, and read the error column, not the absolute times.
+Calibrates :mod:`dml_lesson.analysis.costmodel` with :mod:`dml_lesson.analysis.calibration` (compute per row and
+weight in and beyond the cache, cache size; latency, bandwidth and per-message overhead of the server's direct calls
+and of the ring's task hops; the fixed cost of a one-node step of each topology, on an 8,000 x 10 problem that is
+not one of the checked sizes), then runs ``dml.distributed_gd`` with N = 1, 2, 4 nodes and both topologies
+(``topology="server"`` with actors, ``topology="ring"``) on two problem sizes, and prints the median measured step
+time, the prediction of :func:`~dml_lesson.analysis.costmodel.local_step_time` and the relative error. The
+calibration and the checked runs are separate measurements. Timings on a shared 2-core machine are noisy: run it on
+a quiet machine, and read the error column, not the absolute times.
 
 Run from the repository root::
 
