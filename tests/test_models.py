@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dml_lesson as dml
-from dml_lesson.core.models import LINEAR, LOGISTIC
+from dml_lesson.core.models import LINEAR, LOGISTIC, least_squares_floor
 
 
 def numeric_gradient(f, w, eps=1e-6):
@@ -59,3 +59,15 @@ def test_logistic_is_stable_for_huge_margins():
 def test_lipschitz_constant_is_the_largest_hessian_eigenvalue():
     X = np.diag([1.0, 2.0, 3.0]) * np.sqrt(3 / 2)
     assert dml.lipschitz_constant(X) == pytest.approx(9.0)
+
+
+def test_least_squares_floor_is_the_lowest_loss_and_below_the_noise_variance():
+    X, y, w_true = dml.make_regression(2_000, 3, noise=0.1, seed=0)
+    X, y = dml.to_numpy(X, y)
+    floor = least_squares_floor(X, y)
+    assert floor < dml.mse(np.asarray(w_true), X, y)  # the true weights fit these rows worse than least squares
+    rng = np.random.default_rng(0)
+    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert all(dml.mse(w_star + 1e-3 * rng.standard_normal(X.shape[1]), X, y) > floor for _ in range(5))
+    with pytest.raises(ValueError, match="one target per row"):
+        least_squares_floor(X, y[:-1])

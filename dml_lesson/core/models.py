@@ -129,3 +129,18 @@ def lipschitz_constant(X: np.ndarray) -> float:
     """
     X = np.asarray(X, dtype=float)
     return float(np.linalg.eigvalsh(2.0 / len(X) * (X.T @ X))[-1])
+
+
+def least_squares_floor(X: np.ndarray, y: np.ndarray) -> float:
+    """The lowest mean squared error any linear model reaches on these rows: the least-squares fit's (notebooks 08, 10).
+
+    It lies below the noise variance (the expected loss on *new* rows): the fit also fits part of the noise of the
+    rows it was fitted on, on average ``d / n`` of it (``sigma**2 * (1 - d/n)`` in expectation). Loss curves computed on
+    the training rows approach this in-sample floor, not the noise variance. ``X`` and ``y`` are numpy arrays (call
+    :func:`~dml_lesson.core.data.to_numpy` on dask arrays first).
+    """
+    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    if X.ndim != 2 or y.shape != (len(X),):
+        raise ValueError(f"X must be 2-d and y must have one target per row of X; got shapes {X.shape} and {y.shape}")
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    return LINEAR.loss(w, X, y)
