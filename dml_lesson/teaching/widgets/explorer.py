@@ -18,6 +18,7 @@ from IPython.display import Image, clear_output, display
 from matplotlib.figure import Figure
 
 from ..plots.base import to_png
+from ..status import COLOURS
 
 
 def in_kernel() -> bool:
@@ -92,7 +93,7 @@ class Explorer:
             with self.output:
                 clear_output(wait=True)
                 display(Image(self.png))
-        color = "#b00" if "diverged" in status else "#060"
+        color = COLOURS[getattr(status, "severity", "ok")]
         self.status.value = f"<span style='color:{color}'>{status}</span> <small>({self.seconds:.2f} s)</small>"
 
     def on_change(self, change: dict[str, Any]) -> None:
