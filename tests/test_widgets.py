@@ -42,6 +42,19 @@ def test_lr_slider_crosses_the_stability_bound(two_weights):
     assert "converging" in move(e, "lr", 0.05)
 
 
+def test_the_status_colour_follows_the_regime_not_a_word(two_weights):
+    """Just above 2/L the loss grows without having diverged yet: red, like a divergence; oscillating is amber."""
+    X, y = two_weights
+    bound = 2 / dml.lipschitz_constant(X)
+    e = widgets.lr_explorer(X, y, lr=0.1)
+    assert "#060" in e.status.value  # converging smoothly: green
+    status = move(e, "lr", round(1.01 * bound, 4))
+    assert "above 2/L" in status and "diverged" not in status and "#b00" in status
+    assert "oscillating" in (status := move(e, "lr", round(0.75 * bound, 4))) and "#b60" in status
+    slow = experiments.lr_status(dml.gradient_descent(X, y, lr=bound / 40, n_steps=5), bound)
+    assert "slowly" in slow and slow.severity == "warn"
+
+
 def test_batch_size_slider(two_weights):
     e = widgets.sgd_explorer(*two_weights, batch_size=16, lr=0.05)
     assert "batch 16" in e.status.value

@@ -19,20 +19,27 @@ from ..ps.server import distributed_gd, distributed_sgd
 from ..variants.async_server import async_sgd
 from ..variants.dp import dp_sgd, privacy_budget
 from ..variants.local_sgd import local_sgd
+from .status import Status, join
 
 
-def lr_status(res: Any, bound: float) -> str:
-    """How a GD run behaved, in words, given the stability bound ``2/L``."""
+def lr_status(res: Any, bound: float) -> Status:
+    """How a GD run behaved, in words, given the stability bound ``2/L`` (notebook 01).
+
+    Severity by regime: ``"bad"`` above ``2/L`` (the loss grows, whether or not it has passed the divergence
+    threshold yet), ``"warn"`` when oscillating (above ``1/L``) or slow (below ``2/L / 20``), ``"ok"`` otherwise.
+    """
     lr = res.params["lr"]
     where = f"lr = {lr:.3g} = {lr / bound:.2f} × 2/L"
     if res.diverged:
-        return f"{where}: diverged at step {res.diverged_at} (above 2/L every step overshoots more)"
-    regime = "oscillating but converging" if lr > bound / 2 else "converging smoothly"
+        return Status(f"{where}: diverged at step {res.diverged_at} (above 2/L every step overshoots more)", "bad")
+    regime, severity = "converging smoothly", "ok"
+    if lr > bound / 2:
+        regime, severity = "oscillating but converging", "warn"
     if lr < bound / 20:
-        regime = "converging slowly"
+        regime, severity = "converging slowly", "warn"
     if lr > bound:
-        regime = "above 2/L, so the loss grows (diverging, slowly this close to the bound)"
-    return f"{where}: {regime}, loss {res.losses[-1]:.4g} after {res.n_steps} steps"
+        regime, severity = "above 2/L, so the loss grows (diverging, slowly this close to the bound)", "bad"
+    return Status(f"{where}: {regime}, loss {res.losses[-1]:.4g} after {res.n_steps} steps", severity)
 
 
 BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -47,13 +54,13 @@ def sgd_runs(X: np.ndarray, y: np.ndarray, batch_size: int, lr: float, n_epochs:
     }
 
 
-def sgd_status(res: Any) -> str:
-    """Status line of an SGD run: steps, epochs, final loss or divergence."""
+def sgd_status(res: Any) -> Status:
+    """Status line of an SGD run: steps, epochs, final loss or divergence (``"bad"``) (notebook 02)."""
     b, lr = res.params["batch_size"], res.params["lr"]
     if res.diverged:
-        return f"batch {b}, lr {lr:.3g}: diverged at step {res.diverged_at}: lower the learning rate"
-    return (f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, "
-            f"final loss {res.losses[-1]:.4g}")
+        return Status(f"batch {b}, lr {lr:.3g}: diverged at step {res.diverged_at}: lower the learning rate", "bad")
+    return Status(f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, "
+                  f"final loss {res.losses[-1]:.4g}")
 
 
 def aggregate_runs(X: Any, y: Any, n_nodes: int, lr: float, n_steps: int, client: Any = None) -> dict:
@@ -65,16 +72,14 @@ def aggregate_runs(X: Any, y: Any, n_nodes: int, lr: float, n_steps: int, client
     }
 
 
-def aggregate_status(results: dict) -> str:
-    """One line per aggregation rule: final loss, or the step where it diverged."""
-    parts = []
-    for label, res in results.items():
-        if res.diverged:
-            parts.append(f"{label}: diverged at step {res.diverged_at}")
-        else:
-            parts.append(f"{label}: loss {res.losses[-1]:.4g} after {res.n_steps} steps")
-    k = results["weighted mean"].params["n_nodes"]
-    return f"{k} node{'s' if k > 1 else ''}: " + "; ".join(parts)
+def aggregate_status(results: dict) -> Status:
+    """One line per aggregation rule: final loss, or the step where it diverged (``"bad"``) (notebook 04)."""
+    parts = [Status(f"{label}: diverged at step {res.diverged_at}", "bad") if res.diverged
+             else Status(f"{label}: loss {res.losses[-1]:.4g} after {res.n_steps} steps")
+             for label, res in results.items()]
+    n = results["weighted mean"].params["n_nodes"]
+    line = join(parts)
+    return Status(f"{n} node{'s' if n > 1 else ''}: {line}", line.severity)
 
 
 def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr: bool, n_steps: int,
@@ -96,18 +101,19 @@ def dsgd_runs(X: Any, y: Any, lr: float, n_nodes: int, batch_size: int, scale_lr
     }
 
 
-def dsgd_status(results: dict) -> str:
-    """Global batch of the multi-node run, and the outcome of both runs."""
+def dsgd_status(results: dict) -> Status:
+    """Global batch of the multi-node run, and the outcome of both runs (``"bad"`` if one diverged) (notebook 05)."""
     one, res = list(results.values())
-    k, b = res.params["n_nodes"], res.params["batch_size"]
-    head = f"global batch = {k} nodes × {b} = {res.rows_per_step} rows per step, lr {res.params['lr']:.3g}"
+    n, b = res.params["n_nodes"], res.params["batch_size"]
+    head = f"global batch = {n} nodes × {b} = {res.rows_per_step} rows per step, lr {res.params['lr']:.3g}"
 
     def outcome(r: Any) -> str:
         if r.diverged:
             return f"diverged at step {r.diverged_at}"
         return f"loss {r.losses[-1]:.4g} after {r.n_steps} steps ({r.epochs[-1]:.2f} epochs)"
 
-    return f"{head}: {outcome(res)}; one node: {outcome(one)}"
+    severity = "bad" if res.diverged or one.diverged else "ok"
+    return Status(f"{head}: {outcome(res)}; one node: {outcome(one)}", severity)
 
 
 def codec_runs(X: Any, y: Any, codecs: dict[str, Any], n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
@@ -123,15 +129,27 @@ def codec_label(v: dict[str, Any]) -> str:
     return v["codec"] + detail + (" + error feedback" if v["error_feedback"] else "")
 
 
-def codec_status(results: dict) -> str:
-    """Bytes per step and final loss of each run, compared with no compression."""
+STALLED = 2.0
+"""A compressed run whose final loss is more than this many times the uncompressed run's is shown as a warning."""
+
+
+def codec_status(results: dict) -> Status:
+    """Bytes per step and final loss of each run, compared with no compression (notebook 06).
+
+    Severity: ``"bad"`` when a run diverged, ``"warn"`` when its final loss is more than :data:`STALLED` times the
+    uncompressed run's (the compression error stalls training).
+    """
     base = results["no compression"]
     parts = []
     for label, res in results.items():
         share = res.bytes_received.sum() / base.bytes_received.sum()
-        end = f"diverged at step {res.diverged_at}" if res.diverged else f"final loss {res.losses[-1]:.4g}"
-        parts.append(f"{label}: {share:.0%} of the bytes up, {end}")
-    return "; ".join(parts)
+        if res.diverged:
+            parts.append(Status(f"{label}: {share:.0%} of the bytes up, diverged at step {res.diverged_at}", "bad"))
+            continue
+        stalled = res.losses[-1] > STALLED * base.losses[-1]
+        parts.append(Status(f"{label}: {share:.0%} of the bytes up, final loss {res.losses[-1]:.4g}",
+                            "warn" if stalled else "ok"))
+    return join(parts)
 
 
 BOUNDS = ("0", "1", "2", "4", "8", "none")
@@ -153,16 +171,16 @@ def staleness_runs(X: Any, y: Any, bound: int | None, n_nodes: int = 4, lr: floa
     return runs
 
 
-def staleness_status(results: dict) -> str:
-    """For each run: largest staleness, updates per second, final loss."""
+def staleness_status(results: dict) -> Status:
+    """For each run: largest staleness, updates per second, final loss; ``"bad"`` if one diverged (notebook 08)."""
     parts = []
     for label, res in results.items():
         if res.diverged:
-            parts.append(f"{label}: diverged at update {res.diverged_at}")
+            parts.append(Status(f"{label}: diverged at update {res.diverged_at}", "bad"))
             continue
-        parts.append(f"{label}: staleness at most {res.staleness.max()}, {res.updates_per_second:.0f} updates/s, "
-                     f"loss {res.losses[-1]:.4g}")
-    return "; ".join(parts)
+        parts.append(Status(f"{label}: staleness at most {res.staleness.max()}, "
+                            f"{res.updates_per_second:.0f} updates/s, loss {res.losses[-1]:.4g}"))
+    return join(parts)
 
 
 def local_run(X: Any, y: Any, local_steps: int, layout: str = "contiguous", n_nodes: int = 4, lr: float = 0.2,
@@ -182,14 +200,14 @@ def local_runs(X: Any, y: Any, local_steps: int, layout: str = "contiguous", **k
     return runs
 
 
-def local_status(results: dict) -> str:
-    """Messages per epoch and final loss of each run."""
+def local_status(results: dict) -> Status:
+    """Messages per epoch and final loss of each run; ``"bad"`` if one diverged (notebook 08)."""
     parts = []
     for label, res in results.items():
         per_epoch = res.params["messages_per_step"] * res.n_steps / res.epochs[-1]
         end = f"diverged at round {res.diverged_at}" if res.diverged else f"loss {res.losses[-1]:.4g}"
-        parts.append(f"{label}: {per_epoch:.0f} messages per epoch, {end}")
-    return "; ".join(parts)
+        parts.append(Status(f"{label}: {per_epoch:.0f} messages per epoch, {end}", "bad" if res.diverged else "ok"))
+    return join(parts)
 
 
 CURVE_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0)
@@ -229,8 +247,11 @@ def epsilon_curve(n_steps: int, batch_size: int, shard_sizes: list[int], delta: 
     return curve
 
 
-def dp_status(runs: dict[str, TrainingResult], delta: float = 1e-5) -> str:
-    """Final losses of both runs and the DP run's epsilon, both ways, in one line."""
+def dp_status(runs: dict[str, TrainingResult], delta: float = 1e-5) -> Status:
+    """Final losses of both runs and the DP run's epsilon, both ways, in one line (notebook 10).
+
+    Severity: ``"bad"`` if the DP run diverged, ``"warn"`` without noise (no privacy guarantee), else ``"ok"``.
+    """
     base, dp = runs.values()
     p = dp.params
     sigma, sizes = p["noise_multiplier"], tuple(p["shard_sizes"])
@@ -240,5 +261,6 @@ def dp_status(runs: dict[str, TrainingResult], delta: float = 1e-5) -> str:
     else:
         privacy = (f"ε = {eps['poisson']:.3g} if sampling were Poisson, "
                    f"ε ≤ {eps['no-amplification']:.3g} proven for these shuffled batches (δ = {delta:g})")
-    return (f"σ = {sigma:g}, C = {p['clip_norm']:g}: final loss {dp.losses[-1]:.4g} "
-            f"(non-private {base.losses[-1]:.4g}); {privacy}")
+    severity = "bad" if dp.diverged else "warn" if sigma == 0 else "ok"
+    return Status(f"σ = {sigma:g}, C = {p['clip_norm']:g}: final loss {dp.losses[-1]:.4g} "
+                  f"(non-private {base.losses[-1]:.4g}); {privacy}", severity)
