@@ -85,3 +85,54 @@ def test_readme_lists_every_notebook_and_the_glossary_exists():
     for path in NOTEBOOKS:
         assert path.name in readme
     assert (ROOT / "GLOSSARY.md").exists() and "GLOSSARY.md" in readme
+
+
+EXTRA = "# extra code"
+
+
+def bound_and_used(code):
+    """Names a cell binds and names it reads (IPython magics and shell lines dropped)."""
+    import ast
+
+    lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    tree = ast.parse("\n".join(lines))
+    bound, used = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store | ast.Del) else used).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound, used
+
+
+def extra_code_leaks(path):
+    """Later cells that read a name last bound in an ``# extra code`` cell: they break when it is skipped."""
+    last_bound_in_extra, leaks = {}, []
+    for cell in cells(path):
+        code = source(cell)
+        if cell["cell_type"] != "code" or not code.strip():
+            continue
+        bound, used = bound_and_used(code)
+        leaks += [(name, code.splitlines()[0]) for name in sorted(used - bound) if last_bound_in_extra.get(name)]
+        last_bound_in_extra.update({name: code.startswith(EXTRA) for name in bound})
+    return leaks
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_extra_code_cells_can_be_skipped(path):
+    """A cell marked ``# extra code`` is one a learner may skip: no later cell may need a name it defines."""
+    assert extra_code_leaks(path) == [], "define these names in a cell that is not extra code"
+
+
+def test_the_extra_code_check_finds_a_leak(tmp_path):
+    def cell(text):
+        return {"cell_type": "code", "source": text, "metadata": {}, "outputs": [], "execution_count": None}
+
+    nb = {"cells": [cell("# Setup\nx = 1"), cell("# extra code: a figure\nruns = x + 1\nfor i in range(2): pass"),
+                    cell("print(runs, i)"), cell("runs = 3\nprint(runs)")], "metadata": {}, "nbformat": 4,
+          "nbformat_minor": 5}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    assert [name for name, _ in extra_code_leaks(path)] == ["i", "runs"]
