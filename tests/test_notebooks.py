@@ -136,3 +136,23 @@ def test_the_extra_code_check_finds_a_leak(tmp_path):
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
     assert [name for name, _ in extra_code_leaks(path)] == ["i", "runs"]
+
+
+OLD_NOTATION = {
+    r"\$k\$ nodes|the \$k\$ nodes|\bk nodes\b|by \$k\$\b": "nodes are N (k is top-k's)",
+    r"\$k ?[-−] ?b\$": "a step uses the first N − r replies (r backups)",
+    r"\$S_i\$": "a node's shard is D_i (S counts server shards)",
+    r"\$b = 8": "bytes per message are m (b is the batch size)",
+    r"1/\$\\eta\$|factor \$\\eta\$": "the halving factor is f (η is the learning rate)",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_symbol_per_meaning(path):
+    """The notation table of GLOSSARY.md, checked for the symbols that had two meanings."""
+    import re
+
+    md = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+    found = [(m.group(0), why) for pattern, why in OLD_NOTATION.items() for m in re.finditer(pattern, md)]
+    assert found == [], "see the notation table in GLOSSARY.md"
+    assert "## Notation" in (ROOT / "GLOSSARY.md").read_text()
