@@ -17,8 +17,10 @@ from dml_lesson.analysis.calibration import (
     calibrate,
 )
 from dml_lesson.analysis.costmodel import (
+    COMPARED,
     DATACENTER_10G,
     DATACENTER_100G,
+    EVERY_NODE,
     Calibration,
     Network,
     break_even_rows,
@@ -28,6 +30,7 @@ from dml_lesson.analysis.costmodel import (
     local_step_time,
     predict_step_time,
     speedup,
+    step_time,
 )
 from dml_lesson.ps.transport import INLINE_CELLS
 
@@ -52,6 +55,70 @@ def test_overhead_replaces_latency_for_the_messages_in_flight_after_the_first_ro
     assert comm_time(998, 1, "server", net) == pytest.approx(2e-3 + 1.6e-5)
     # the ring's links send one message per round: the overhead does not enter
     assert comm_time(998, 4, "ring", net) == comm_time(998, 4, "ring", Network("a", 1e-3, 1e9))
+
+
+def test_one_shard_is_the_single_server():
+    net = Network("g", latency=1e-3, bandwidth=1e9, overhead=1e-4)
+    for n in (1, 2, 7, 64):
+        m = 8 * (998 + 2)
+        single = 2 * 1e-3 + (2 * n - 2) * 1e-4 + 2 * n * m / 1e9  # the server as one process, as before
+        assert comm_time(998, n, "server", net, shards=1) == pytest.approx(single)
+        assert comm_time(998, n, "server", net) == comm_time(998, n, "server", net, shards=1)
+
+
+def test_every_node_a_shard_moves_the_rings_bytes():
+    fat = Network("fat", 0.0, 1e9)  # no latency: the bandwidth terms alone
+    for n in (2, 8, 1024):
+        ring = comm_time(10**6, n, "ring", fat)
+        assert comm_time(10**6, n, "server", fat, shards=EVERY_NODE) == pytest.approx(ring)
+        # one server's link carries N times a node's share: N * N / (N - 1) times the ring's time
+        assert comm_time(10**6, n, "server", fat) / ring == pytest.approx(n * n / (n - 1))
+    # in the classic model (g = a) every node a shard costs exactly the ring: N - 1 messages in a row, twice
+    for n in (2, 16, 1000):
+        assert comm_time(500, n, "server", DATACENTER_10G, EVERY_NODE) == pytest.approx(
+            comm_time(500, n, "ring", DATACENTER_10G))
+    # with messages in flight at once (g < a) the shards' latency is lower than the ring's rounds
+    net = Network("g", 1e-3, 1e9, overhead=1e-4)
+    assert comm_time(500, 16, "server", net, EVERY_NODE) < comm_time(500, 16, "ring", net)
+    assert comm_time(500, 1, "server", net, EVERY_NODE) == 0.0  # one node is its own server
+
+
+def test_dedicated_shards_split_the_servers_bytes_and_add_messages_per_node():
+    fat = Network("fat", 0.0, 1e9)
+    # bandwidth-bound with N >= S: the busiest link is a shard's, S times less loaded than one server's
+    assert comm_time(10**6, 64, "server", fat) / comm_time(10**6, 64, "server", fat, 8) == pytest.approx(8)
+    # latency-bound: a node sends one message to each of S shards, so per-node messages grow with S
+    slow = Network("slow", 1e-3, 1e15)
+    times = [comm_time(10, 2, "server", slow, s) for s in (2, 8, 32)]
+    assert times[0] < times[1] < times[2] and times[-1] == pytest.approx(2 * 32 * 1e-3, rel=1e-6)
+
+
+def test_tree_latency_grows_like_log_n_and_its_bytes_do_not_shrink():
+    slow = Network("slow", 1e-3, 1e15)  # latency only
+    for n in (2, 4, 32, 1024, 1000):
+        assert comm_time(10, n, "tree", slow) == pytest.approx(2 * math.ceil(math.log2(n)) * 1e-3, rel=1e-6)
+    assert comm_time(10, 1024, "tree", slow) / comm_time(10, 32, "tree", slow) == pytest.approx(2.0, rel=1e-6)
+    assert comm_time(10, 1024, "ring", slow) / comm_time(10, 32, "ring", slow) == pytest.approx(2046 / 62, rel=1e-6)
+    fat = Network("fat", 0.0, 1e9)  # bandwidth only: whole vectors each round, log N of them
+    assert comm_time(10**6, 1024, "tree", fat) > 5 * comm_time(10**6, 1024, "ring", fat)
+    assert comm_time(10, 1, "tree", slow) == 0.0
+
+
+def test_overlap_is_never_slower_and_is_the_max_when_one_side_dominates():
+    rng = np.random.default_rng(0)
+    compute, comm = rng.lognormal(size=200), rng.lognormal(size=200)
+    for k in (1, 2, 8, 32):
+        t = step_time(compute, comm, k)
+        assert np.all(t <= compute + comm + 1e-12) and np.all(t >= np.maximum(compute, comm) - 1e-12)
+    assert step_time(1.0, 0.5, 1) == 1.5  # no overlap: the sum
+    assert step_time(1.0, 1e-6, 8) == pytest.approx(1.0, rel=1e-6)  # compute dominates: the communication hides
+    assert step_time(1e-6, 1.0, 8) == pytest.approx(1.0, rel=1e-6)  # and the other way round
+    assert step_time(1.0, 1.0, 8) == pytest.approx(1.125)  # balanced: the most to gain, not quite 2x
+    nodes = 2 ** np.arange(11)
+    for topology, shards in COMPARED:
+        plain = speedup(10**5, 10**5, nodes, topology, DATACENTER_10G, 1e-9, shards)
+        hidden = speedup(10**5, 10**5, nodes, topology, DATACENTER_10G, 1e-9, shards, buckets=8)
+        assert np.all(hidden >= plain) and np.all(hidden <= 2 * plain)
 
 
 def test_compute_shares_cores():
@@ -163,7 +230,7 @@ def test_the_fixed_cost_problem_is_not_a_checked_one_and_computes_in_a_thread():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(n_nodes=0), "n_nodes"), (dict(topology="tree"), "topology"), (dict(n_rows=0), "n_rows"),
+    (dict(n_nodes=0), "n_nodes"), (dict(topology="mesh"), "topology"), (dict(n_rows=0), "n_rows"),
     (dict(compute_per_value=-1.0), "compute_per_value"),
 ])
 def test_bad_input_is_named(kwargs, match):
@@ -185,6 +252,11 @@ def test_bad_input_is_named(kwargs, match):
     (lambda: Calibration(0.0, NET, NET, cores=2), "compute_per_value must be a finite number > 0"),
     (lambda: Calibration(1e-9, NET, NET, cores=2, ring_fixed=-1.0), "ring_fixed must be a finite number >= 0"),
     (lambda: comm_time(0, 2, "server", NET), "n_weights must be >= 1"),
+    (lambda: comm_time(10, 2, "server", NET, shards=0), "shards must be >= 1"),
+    (lambda: comm_time(10, 2, "ring", NET, shards=4), "shards applies to topology 'server' only"),
+    (lambda: comm_time(10, 2, "tree", NET, shards=EVERY_NODE), "shards applies to topology 'server' only"),
+    (lambda: step_time(1.0, 1.0, buckets=0), "buckets must be >= 1"),
+    (lambda: local_step_time(CAL, 100, 10, 2, "tree"), "topology"),  # the tree is modelled, not run here
     (lambda: Calibration(1e-9, NET, NET, cores=2, memory_per_value=0.0), "memory_per_value must be a finite"),
     (lambda: Calibration(1e-9, NET, NET, cores=2, cache_bytes=-1.0), "cache_bytes must be a finite number > 0"),
     (lambda: calibrate(None, concurrent=1), "concurrent must be between 2 and 16"),
@@ -275,9 +347,34 @@ def test_scaling_explorer_presets_custom_links_and_the_rule():
     e.controls["latency_us"].value = 1000.0
     assert e.controls["network"].value == "custom" and e.redraws == 3
     e.controls["rows"].value = 1e3  # a tiny dataset: one machine wins everywhere
-    assert "stay on one machine" in e.status.value and "distribute;" not in e.status.value
+    assert "stay on one machine" in e.status.value and "every topology pays" not in e.status.value
+    assert "#b00" in e.status.value  # red: the status's severity is "bad"
     e.controls["rows"].value = 1e9
     e.controls["nodes"].value = 16
-    assert "N = 16" in e.status.value and "stay on one machine" not in e.status.value
+    assert "N = 16" in e.status.value and "every topology pays" in e.status.value and "#060" in e.status.value
     e.controls["network"].value = "this laptop (measured)"
     assert e.controls["latency_us"].value == pytest.approx(500.0)
+
+
+def test_scaling_status_severity_and_overlap():
+    from dml_lesson.teaching.widgets.scaling import scaling_status
+
+    assert scaling_status(10**9, 100, 16, DATACENTER_10G, 1e-9).severity == "ok"
+    mixed = scaling_status(20_000, 50, 64, DATACENTER_10G, 1e-9)  # only the tree's few rounds pay
+    assert mixed.severity == "warn" and "1 of 5 topologies pay; best tree" in mixed
+    assert scaling_status(1000, 10, 16, DATACENTER_10G, 1e-9).severity == "bad"
+    plain, hidden = (scaling_status(10**5, 10**5, 256, DATACENTER_10G, 1e-9, k) for k in (1, 8))
+    assert plain != hidden and "ring: 152" in plain and "ring: 236" in hidden
+
+
+def test_scaling_sliders_reach_the_interesting_values_in_a_few_key_presses():
+    from dml_lesson.teaching.widgets.scaling import BUCKETS, scaling_explorer
+
+    cal = Calibration(1e-9, Network("d", 5e-4, 1.5e9), Network("h", 6e-3, 7e8), cores=2)
+    c = scaling_explorer(cal).controls
+    # log sliders: presses per decade, and between the two datacenter presets on each link slider
+    for name in ("rows", "weights", "gbps", "latency_us"):
+        assert 1 / c[name].step <= 5, name
+    assert math.log10(DATACENTER_10G.bandwidth / DATACENTER_100G.bandwidth) / -c["gbps"].step == pytest.approx(4)
+    assert math.log10(DATACENTER_10G.latency / DATACENTER_100G.latency) / c["latency_us"].step == pytest.approx(4)
+    assert len(c["nodes"].options) == 11 and list(c["overlap"].options) == list(BUCKETS)

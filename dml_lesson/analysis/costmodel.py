@@ -6,16 +6,29 @@ One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights 
 - **communication**. A link is described by its latency ``a`` (the time one message takes from start to
   end), its bandwidth ``B`` (bytes per second) and its per-message overhead ``g`` (how much later the
   link's *next* message is done when messages are in flight at once; LogP's overhead/gap). A message of
-  ``b = 8 (d + 2)`` bytes (the gradient with its row count and loss sum) then costs:
+  ``m = 8 (d + 2)`` bytes (the gradient with its row count and loss sum) then costs (:func:`comm_time`):
 
-  - parameter server: its one link sends ``w`` to ``N`` nodes and receives ``N`` gradients, all in flight at
-    once: one round trip, then ``g`` for each of the other ``2 N - 2`` messages, and every byte passes the
-    server's link: ``2 a + (2 N - 2) g + 2 N b / B``;
-  - ring all-reduce: every node's link carries ``2 (N - 1)`` pieces of ``b / N`` bytes, one per round, all
-    links at once: ``2 (N - 1) (a + b / (N B))``.
+  - parameter server, one process: its one link sends ``w`` to ``N`` nodes and receives ``N`` gradients, all
+    in flight at once: ``2 a + (2 N - 2) g + 2 N m / B``;
+  - **sharded** parameter server (Li et al. 2014, OSDI, "Scaling distributed machine learning with the
+    parameter server"): the weights are split by key range over ``S`` server shards; each node sends ``m / S``
+    bytes to each shard and gets as much back, so a shard's link carries ``2 N m / S`` bytes and a node sends
+    ``S`` messages each way. Push, then pull, each as long as its busiest link. With every node also a shard
+    (``shards="N"``, as deployed in practice) a node's link carries ``2 (N - 1) m / N`` bytes: the ring's;
+  - ring all-reduce: every node's link carries ``2 (N - 1)`` pieces of ``m / N`` bytes, one per round, all
+    links at once: ``2 (N - 1) (a + m / (N B))``;
+  - tree all-reduce (a binomial tree: reduce to a root, then broadcast, ``ceil(log2 N)`` rounds each; Thakur,
+    Rabenseifner & Gropp 2005): ``2 ceil(log2 N) (a + m / B)``: few rounds, whole vectors.
 
   The datacenter presets give only ``a`` and ``B`` and take ``g = a`` (the classic latency-bandwidth model: a
-  link handles its messages one after the other), so the server's cost there is ``2 N (a + b / B)``.
+  link handles its messages one after the other), so the server's cost there is ``2 N (a + m / B)``.
+
+- **overlap** (:func:`step_time`): production systems (PyTorch DDP: Li et al. 2020, VLDB, "PyTorch
+  Distributed") send the gradient in ``buckets`` parts, each as soon as it is computed, while the rest is still
+  being computed. With compute ``T_comp`` and communication ``T_comm`` such a pipeline takes
+  ``max(T_comp, T_comm) + min(T_comp, T_comm) / buckets`` instead of their sum: the larger of the two, plus the
+  one bucket of the smaller that cannot hide (the first bucket's compute or the last bucket's messages). The
+  model leaves out that each bucket pays the latency again.
 
 On this machine (:func:`local_step_time`) ``N`` nodes share 2 worker processes (``cores=2``), each computing its
 nodes one after the other, more slowly when the data is larger than the processor's cache (it then streams from
@@ -122,54 +135,115 @@ def compute_time(n_rows: int, n_weights: int, n_nodes: int, compute_per_value: f
     return compute_per_value * n_rows * n_weights / n_nodes * per_core
 
 
-def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network) -> float:
+MODEL_TOPOLOGIES = ("server", "ring", "tree")
+"""The topologies the model knows: the two the cluster runs (:data:`~dml_lesson.ps.ring.TOPOLOGIES`) and the
+tree all-reduce, modelled only. A sharded server is ``"server"`` with ``shards``."""
+EVERY_NODE = "N"
+"""``shards=EVERY_NODE``: every node is also a server shard (``S = N``), the way parameter servers are deployed."""
+COMPARED: tuple[tuple[str, int | str], ...] = (("server", 1), ("server", 8), ("server", EVERY_NODE), ("ring", 1),
+                                                ("tree", 1))
+"""The ``(topology, shards)`` pairs notebook 11 compares: one server, 8 dedicated shards, every node a shard, ring,
+tree."""
+
+
+def label(topology: str, shards: int | str = 1) -> str:
+    """A topology's name in figures and status lines: ``"server"``, ``"server, S = 8"``, ``"server, S = N"``."""
+    return topology if shards == 1 else f"{topology}, S = {shards}"
+
+
+def _check_shards(topology: str, shards: int | str) -> int | str:
+    if shards == EVERY_NODE:
+        if topology != "server":
+            raise ValueError(f"shards applies to topology 'server' only, got topology {topology!r}")
+        return shards
+    shards = check_int("shards", shards, low=1)
+    if shards != 1 and topology != "server":
+        raise ValueError(f"shards applies to topology 'server' only (ring and tree: 1), got {shards}")
+    return shards
+
+
+def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, shards: int | str = 1) -> float:
     """Seconds of communication in one step, one machine per node (notebook 11's extrapolation).
 
-    ``d + 2`` values travel (the gradient, the row count and the loss sum): ``b = 8 (d + 2)`` bytes. Server:
-    ``2 a + (2 N - 2) g + 2 N b / B`` (``2 N (a + b / B)`` when ``g = a``); ring: ``2 (N - 1) (a + b / (N B))``.
-    ``n_weights`` and ``n_nodes`` must be >= 1.
+    ``d + 2`` values travel (the gradient, the row count and the loss sum): ``m = 8 (d + 2)`` bytes.
+
+    - server, ``S`` shards (``shards``: an int >= 1, dedicated server machines; or ``"N"``, every node also a
+      shard). Push and pull each take as long as the busiest link: a shard's, ``a + (N - 1) g + N m / (S B)``,
+      or a node's, ``a + (S - 1) g + m / B``; ``S = 1``: ``2 a + (2 N - 2) g + 2 N m / B``. Every node a shard:
+      a node sends its ``N - 1`` other shards a piece of ``m / N`` bytes and answers ``N - 1`` nodes,
+      ``2 (a + (N - 2) g + (N - 1) m / (N B))``, the ring's cost when ``g = a``;
+    - ring: ``2 (N - 1) (a + m / (N B))``, rounds one after the other (each waits for the last piece);
+    - tree: ``2 ceil(log2 N) (a + m / B)``, reduce to a root and broadcast back.
+
+    ``n_weights`` and ``n_nodes`` must be >= 1; ``shards`` other than 1 only for ``"server"``.
     """
-    topology = check_choice("topology", topology, TOPOLOGIES)
+    topology = check_choice("topology", topology, MODEL_TOPOLOGIES)
+    shards = _check_shards(topology, shards)
     n = check_int("n_nodes", n_nodes, low=1)
-    nbytes = (check_int("n_weights", n_weights, low=1) + 2) * ITEMSIZE
-    if topology == "server":
-        return 2 * network.latency + (2 * n - 2) * network.overhead + 2 * n * nbytes / network.bandwidth
-    return 2 * (n - 1) * (network.latency + nbytes / (n * network.bandwidth))
+    m = (check_int("n_weights", n_weights, low=1) + 2) * ITEMSIZE
+    a, g, bw = network.latency, network.overhead, network.bandwidth
+    if topology == "ring":
+        return 2 * (n - 1) * (a + m / (n * bw))
+    if topology == "tree":
+        return 2 * math.ceil(math.log2(n)) * (a + m / bw)
+    if shards == EVERY_NODE:
+        return 0.0 if n == 1 else 2 * (a + (n - 2) * g + (n - 1) * m / (n * bw))
+    shard_link = a + (n - 1) * g + n * m / (shards * bw)
+    node_link = a + (shards - 1) * g + m / bw
+    return 2 * max(shard_link, node_link)
+
+
+def step_time(compute: float | np.ndarray, comm: float | np.ndarray, buckets: int = 1) -> float | np.ndarray:
+    """One step from its compute and its communication: their sum without overlap (``buckets=1``); with the
+    gradient sent in ``buckets`` parts while the rest is computed, ``max(compute, comm) + min(compute, comm) /
+    buckets`` (a two-stage pipeline of equal parts; notebook 11). Never slower than the sum, never faster than the
+    max; ``buckets`` >= 1.
+    """
+    k = check_int("buckets", buckets, low=1)
+    return np.maximum(compute, comm) + np.minimum(compute, comm) / k
 
 
 def predict_step_time(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
-                      compute_per_value: float) -> np.ndarray:
-    """Predicted seconds per step for each node count, one core per node (notebook 11's figure and sliders)."""
+                      compute_per_value: float, shards: int | str = 1, buckets: int = 1) -> np.ndarray:
+    """Predicted seconds per step for each node count, one core per node (notebook 11's figure and sliders).
+
+    ``shards``: server shards (see :func:`comm_time`); ``buckets``: overlap of compute and communication (see
+    :func:`step_time`; 1: none).
+    """
     n_rows = check_int("n_rows", n_rows, low=1)
     n_weights = check_int("n_weights", n_weights, low=1)
     check_float("compute_per_value", compute_per_value, low=0.0, low_open=True)
+    check_int("buckets", buckets, low=1)
     nodes = np.atleast_1d(np.asarray(n_nodes))
     if nodes.min() < 1:
         raise ValueError(f"n_nodes must be >= 1, got {nodes.min()}")
     return np.array([
-        compute_time(n_rows, n_weights, int(n), compute_per_value) + comm_time(n_weights, int(n), topology, network)
+        step_time(compute_time(n_rows, n_weights, int(n), compute_per_value),
+                  comm_time(n_weights, int(n), topology, network, shards), buckets)
         for n in nodes
     ])
 
 
 def speedup(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
-            compute_per_value: float) -> np.ndarray:
+            compute_per_value: float, shards: int | str = 1, buckets: int = 1) -> np.ndarray:
     """Single-machine step time (no communication) over the predicted distributed step time, one core per node
-    (notebook 11)."""
+    (notebook 11). A sharded server's dedicated shards (``shards`` an int) are machines beyond the ``N`` nodes."""
     single = compute_per_value * n_rows * n_weights
-    return single / predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value)
+    return single / predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value, shards,
+                                      buckets)
 
 
-def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Network, compute_per_value: float) -> float:
+def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Network, compute_per_value: float,
+                    shards: int | str = 1) -> float:
     """The rule as a number: rows from which ``n_nodes`` nodes beat one machine (compute saved = communication).
 
     ``c * n * d * (1 - 1/N) = comm``  gives  ``n = comm / (c * d * (1 - 1/N))``; infinite for one node
-    (notebook 11).
+    (notebook 11). Without overlap.
     """
     n = check_int("n_nodes", n_nodes, low=1)
     if n == 1:
         return math.inf
-    comm = comm_time(n_weights, n, topology, network)
+    comm = comm_time(n_weights, n, topology, network, shards)
     return comm / (compute_per_value * n_weights * (1 - 1 / n))
 
 
@@ -189,13 +263,13 @@ def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int,
     """The model for this machine's own runs: ``N`` nodes on ``cal.cores`` workers (notebook 11,
     ``benchmarks/scaling.py``).
 
-    With ``C`` the compute (:func:`local_compute_time`), ``b = 8 (d + 2)`` bytes, and ``F`` the measured fixed
+    With ``T_comp`` the compute (:func:`local_compute_time`), ``m = 8 (d + 2)`` bytes, and ``F`` the measured fixed
     cost of a one-node step:
 
-    - server (actors): ``F_server + C + (2 N - 2) g + 2 N b / B`` with the direct link's ``g`` and ``B``.
+    - server (actors): ``F_server + T_comp + (2 N - 2) g + 2 N m / B`` with the direct link's ``g`` and ``B``.
       ``F_server`` holds the one round trip, the hop to the worker's compute thread and the client's loop;
       each of the other ``2 N - 2`` messages, in flight at the same time, adds ``g``;
-    - ring (tasks): ``F_ring + C + 2 (N - 1) (a + b / (N B)) + 2 N (N - 1) g`` with the hop link's ``a``,
+    - ring (tasks): ``F_ring + T_comp + 2 (N - 1) (a + m / (N B)) + 2 N (N - 1) g`` with the hop link's ``a``,
       ``B`` and ``g``. ``F_ring`` holds the three task hops of a one-node step (its gradient, cutting it into
       pieces, assembling node 0's copy); ``N`` nodes add ``2 (N - 1)`` ring rounds of one hop each, and in
       ``2 N`` rounds (the gradients, the cutting, the ring rounds) ``N`` tasks go through the scheduler at

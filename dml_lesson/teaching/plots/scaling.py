@@ -10,9 +10,19 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from ...analysis.costmodel import Calibration, Network, local_step_time, predict_step_time, speedup
+from ...analysis.costmodel import (
+    COMPARED,
+    EVERY_NODE,
+    Calibration,
+    Network,
+    label,
+    local_step_time,
+    predict_step_time,
+    speedup,
+)
 from ...ps.bytecount import SERVER, ByteReport
 from ...ps.ring import ring_rounds, ring_schedule
 from .base import COLORS, log_scale, new_figure
@@ -26,7 +36,8 @@ def topology_frames(topology: str, n_nodes: int) -> list[dict[str, Any]]:
     whole vector; :data:`~dml_lesson.ps.bytecount.SERVER` is the server)."""
     n = n_nodes
     held = [[{i} for _ in range(n)] for i in range(n)]
-    frames = [{"title": "each node has its own gradient", "held": _copy(held), "arrows": [], "server": None}]
+    frames = [{"title": "before: each node has its own gradient", "held": _copy(held), "arrows": [],
+               "server": None}]
     if topology == "server":
         everyone = set(range(n))
         frames.append({"title": "push: gradients to the server", "held": _copy(held),
@@ -60,13 +71,13 @@ def topology_figure(topology: str, n_nodes: int, frame: int | None = None, width
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9 if nrows == 1 else 0.95, wspace=0.05,
                         hspace=0.25)
     for ax, k in zip(fig.axes, chosen):
-        _draw_frame(ax, frames[k], n_nodes, k)
+        _draw_frame(ax, frames[k], n_nodes, k, topology)
     for ax in fig.axes[len(chosen):]:
         ax.set_axis_off()
     return fig
 
 
-def _draw_frame(ax: Any, frame: dict[str, Any], n: int, k: int) -> None:
+def _draw_frame(ax: Any, frame: dict[str, Any], n: int, k: int, topology: str) -> None:
     ax.set_axis_off()
     ax.set_xlim(-1.6, 1.6)
     ax.set_ylim(-1.5, 1.55)
@@ -75,17 +86,27 @@ def _draw_frame(ax: Any, frame: dict[str, Any], n: int, k: int) -> None:
     angles = np.pi / 2 - 2 * np.pi * np.arange(n) / n
     pos = {i: (1.05 * np.cos(a), 1.05 * np.sin(a)) for i, a in enumerate(angles)}
     pos[SERVER] = (0.0, 0.0)
+    # the links every frame uses, faint: who can talk to whom
+    links = [(i, SERVER) for i in range(n)] if topology == "server" else [(i, (i + 1) % n) for i in range(n)]
+    for i, j in links:
+        ax.plot(*zip(pos[i], pos[j]), color="0.85", linewidth=0.8, linestyle="--", zorder=0)
     for src, dst, piece in frame["arrows"]:
         color = "0.3" if piece < 0 else COLORS[piece % len(COLORS)]
         ax.add_patch(FancyArrowPatch(pos[src], pos[dst], arrowstyle="-|>", mutation_scale=9, color=color,
                                      shrinkA=16, shrinkB=16, linewidth=1.4, connectionstyle="arc3,rad=0.15"))
-    if frame["server"] is not None or frame["arrows"] and frame["arrows"][0][1] == SERVER:
+    if topology == "server":
         ax.add_patch(Rectangle((-0.28, -0.17), 0.56, 0.34, facecolor="0.9", edgecolor="0.2"))
         ax.text(0, 0, "server", ha="center", va="center", fontsize=7)
+    if k == 0:  # the key, where the first frame has room
+        ax.text(0, -0.42 if topology == "server" else 0, f"pale: own part\ndark: sum of {n}",
+                ha="center", va="center", fontsize=6.5, color="0.3")
     cell = 0.5 / n
     for i in range(n):
         x, y = pos[i]
-        ax.text(x, y + 0.2, f"node {i}", ha="center", va="bottom", fontsize=7)
+        below = y < -0.5  # the bottom node's name under its pieces, away from the arrows
+        ax.text(x, y - 0.16 if below else y + 0.2, f"node {i}", ha="center", va="top" if below else "bottom",
+                fontsize=7)
+        ax.add_patch(Rectangle((x - 0.25, y - 0.1), 0.5, 0.2, facecolor="white", edgecolor="none"))  # hides links
         for c in range(n):
             share = len(frame["held"][i][c]) / n
             ax.add_patch(Rectangle((x - 0.25 + c * cell, y - 0.1), cell, 0.2, edgecolor="0.2", linewidth=0.5,
@@ -94,8 +115,9 @@ def _draw_frame(ax: Any, frame: dict[str, Any], n: int, k: int) -> None:
 
 def ring_bytes_figure(reports: dict[str, ByteReport]) -> Figure:
     """Bytes per step sent and received by each endpoint: measured (bars) and textbook (black ticks)."""
-    fig = new_figure(len(reports), 1, width=9.0, height=3.2, sharey=True)
-    for ax, (label, r) in zip(fig.axes, reports.items()):
+    fig = new_figure(len(reports), 1, width=9.0, height=3.4, sharey=True)
+    fig.subplots_adjust(bottom=0.2)  # room for the legend under the panels
+    for ax, (name, r) in zip(fig.axes, reports.items()):
         ends = list(r.textbook_sent)
         names = ["server" if e == SERVER else f"node {e}" for e in ends]
         x = np.arange(len(ends))
@@ -107,15 +129,16 @@ def ring_bytes_figure(reports: dict[str, ByteReport]) -> Figure:
         ax.scatter(x + 0.2, [r.textbook_received[e] / 1e3 for e in ends], marker="_", s=250, color="k", zorder=3)
         ax.set_xticks(x, names, fontsize=8)
         ax.set_ylabel("kB per step")
-        ax.set_title(f"{label}: {r.n_nodes} nodes, d + 2 = {r.n_values} values", fontsize=9)
-    fig.axes[0].legend(fontsize=7, loc="upper right")
+        ax.set_title(f"{name}: {r.n_nodes} nodes, d + 2 = {r.n_values} values", fontsize=9)
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, frameon=False)
     return fig
 
 
 def busiest_link_figure(n_nodes: list[int], server_bytes: list[float], ring_bytes: list[float],
                         n_values: int) -> Figure:
     """Bytes per step on the busiest link against N: the server's (grows with N) and a ring node's (flat)."""
-    fig = new_figure(1, 1, width=6.5, height=3.0)
+    fig = new_figure(1, 1, width=8.5, height=3.0)
+    fig.subplots_adjust(right=0.62)  # the legend to the right of the data
     ax = fig.axes[0]
     n = np.array(n_nodes, dtype=float)
     ax.plot(n, np.array(server_bytes) / 1e3, "o", color=COLORS[3], label="server's link, measured here")
@@ -126,44 +149,61 @@ def busiest_link_figure(n_nodes: list[int], server_bytes: list[float], ring_byte
             label="ring node, textbook 2 · 2 (N−1)/N · d")
     ax.set_xlabel("nodes N")
     ax.set_ylabel("kB per step (in + out)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return fig
+
+
+STYLES = {("server", 1): (COLORS[3], "-"), ("server", 8): (COLORS[1], "-"), ("server", EVERY_NODE): (COLORS[4], "--"),
+          ("ring", 1): (COLORS[2], "-"), ("tree", 1): (COLORS[0], "-")}
+"""Colour and line style of each compared topology (``costmodel.COMPARED``); the server with every node a shard
+is dashed because in the classic model its curve lies on the ring's."""
 
 
 def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_value: float,
                    n_nodes: int = 64, calibration: Calibration | None = None,
-                   measured: dict[str, Any] | None = None, into: Figure | None = None) -> Figure:
-    """Predicted time per step (left) and speedup (right) against N, from 1 to 1,024 nodes, both topologies.
+                   measured: dict[str, Any] | None = None, buckets: int = 1, into: Figure | None = None) -> Figure:
+    """Predicted time per step (left) and speedup (right) against N, from 1 to 1,024 nodes, for every topology
+    of :data:`~dml_lesson.analysis.costmodel.COMPARED` (notebook 11).
 
-    With ``calibration``, the left panel adds the model of this machine (N nodes on its 2 workers, N <= 8,
-    dotted). ``measured`` (``{"n_rows", "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``): step
-    times measured here, drawn as points when the sizes are the figure's. ``n_nodes`` is marked on the right.
+    ``buckets`` > 1: compute and communication overlap (:func:`~dml_lesson.analysis.costmodel.step_time`); the
+    speedups without overlap are then drawn thin and pale beside them. With ``calibration``, the left panel adds
+    the model of this machine (N nodes on its 2 workers, N <= 8, dotted). ``measured`` (``{"n_rows",
+    "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``): step times measured here, drawn as points when
+    the sizes are the figure's. ``n_nodes`` is marked on the right. One legend, right of the panels.
     ``into``: the explorer's last frame, drawn into again (:func:`~dml_lesson.teaching.plots.training.recycle`).
     """
     fig = new_figure(2, 1, width=9.5, height=3.6, into=into)
+    fig.subplots_adjust(left=0.07, right=0.76, wspace=0.32)
+    for legend in list(fig.legends):
+        legend.remove()
     ax_t, ax_s = fig.axes
     nodes = 2 ** np.arange(11)
     single = compute_per_value * n_rows * n_weights
     same_size = measured is not None and (measured["n_rows"], measured["n_weights"]) == (n_rows, n_weights)
-    for topology in ("server", "ring"):
-        color = COLORS[3] if topology == "server" else COLORS[2]
-        times = predict_step_time(n_rows, n_weights, nodes, topology, network, compute_per_value)
-        ax_t.plot(nodes, times * 1e3, color=color, label=f"{topology}: {network.name}")
-        ax_s.plot(nodes, speedup(n_rows, n_weights, nodes, topology, network, compute_per_value), color=color,
-                  label=topology)
-        if calibration is not None:
-            here = [1, 2, 4, 8]
-            local = [local_step_time(calibration, n_rows, n_weights, n, topology) for n in here]
-            ax_t.plot(here, np.array(local) * 1e3, linestyle=":", marker=".", color=color,
-                      label=f"{topology}: model of this machine")
+    for topology, shards in COMPARED:
+        color, style = STYLES[topology, shards]
+        name = label(topology, shards)
+        times = predict_step_time(n_rows, n_weights, nodes, topology, network, compute_per_value, shards, buckets)
+        on_top = 3 if shards == EVERY_NODE else 2  # dashed over the ring it equals when g = a
+        ax_t.plot(nodes, times * 1e3, color=color, linestyle=style, label=name, zorder=on_top)
+        ax_s.plot(nodes, single / times, color=color, linestyle=style, zorder=on_top)
+        if buckets > 1:
+            ax_s.plot(nodes, speedup(n_rows, n_weights, nodes, topology, network, compute_per_value, shards),
+                      color=color, linestyle=style, linewidth=0.8, alpha=0.4)
+        mark = predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value, shards, buckets)
+        ax_s.plot([n_nodes], single / mark, marker="D", color=color, markersize=5)
+    for topology in ("server", "ring") if calibration is not None else ():
+        color = STYLES[topology, 1][0]
+        here = [1, 2, 4, 8]
+        local = [local_step_time(calibration, n_rows, n_weights, n, topology) for n in here]
+        ax_t.plot(here, np.array(local) * 1e3, linestyle=":", marker=".", color=color,
+                  label=f"{topology}: model of this machine")
         if same_size and measured.get(topology):
             xs = sorted(measured[topology])
             ax_t.plot(xs, [measured[topology][x] * 1e3 for x in xs], linestyle="none", marker="o", color=color,
                       markersize=7, fillstyle="none", markeredgewidth=1.5, label=f"{topology}: measured here")
-        mark = predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value)[0]
-        ax_s.plot([n_nodes], [single / mark], marker="D", color=color, markersize=6)
     ax_t.axhline(single * 1e3, color="k", linestyle="--", linewidth=1, label="one machine")
-    ax_s.axhline(1.0, color="k", linestyle="--", linewidth=1, label="break-even")
+    ax_s.axhline(1.0, color="k", linestyle=":", linewidth=1)
     ax_s.axvline(n_nodes, color="0.6", linewidth=0.8)
     for ax in fig.axes:
         log_scale(ax, "x", base=2)
@@ -172,7 +212,12 @@ def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_va
     ax_t.set_ylabel("ms per step")
     ax_s.set_ylabel("speedup over one machine")
     ax_t.set_title(f"{n_rows:,} rows x {n_weights:,} weights", fontsize=9)
-    ax_s.set_title(f"{network.name}; diamonds: N = {n_nodes}", fontsize=9)
-    ax_t.legend(fontsize=6.5, loc="best", framealpha=0.9)
-    ax_s.legend(fontsize=7, loc="best", framealpha=0.9)
+    overlap = f"overlap, {buckets} buckets (pale: none)" if buckets > 1 else "no overlap"
+    ax_s.set_title(f"{network.name}; {overlap}", fontsize=9)
+    handles, labels = ax_t.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="k", linestyle=":", linewidth=1))
+    labels.append("break-even (speedup 1)")
+    handles.append(Line2D([], [], color="0.4", marker="D", linestyle="none", markersize=5))
+    labels.append(f"N = {n_nodes}")
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.765, 0.5), fontsize=7, frameon=False)
     return fig

@@ -14,8 +14,18 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ...analysis.costmodel import DATACENTER_10G, DATACENTER_100G, Calibration, Network, break_even_rows, speedup
+from ...analysis.costmodel import (
+    COMPARED,
+    DATACENTER_10G,
+    DATACENTER_100G,
+    Calibration,
+    Network,
+    break_even_rows,
+    label,
+    speedup,
+)
 from ..plots.scaling import scaling_figure, topology_figure, topology_frames
+from ..status import Status
 from .explorer import Explorer
 
 MAX_FRAME = 14
@@ -52,9 +62,18 @@ def presets(calibration: Calibration) -> dict[str, Network]:
     return {laptop.name: laptop, DATACENTER_10G.name: DATACENTER_10G, DATACENTER_100G.name: DATACENTER_100G}
 
 
+BUCKETS = {"no overlap": 1, "overlap, 2 buckets": 2, "overlap, 8 buckets": 8, "overlap, 32 buckets": 32}
+"""The overlap control's choices: the gradient sent in ``K`` buckets while the rest is computed (1: none)."""
+
+
 def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None = None, n_rows: int = 200_000,
-                     n_weights: int = 100, n_nodes: int = 64, network: str = DATACENTER_10G.name) -> Explorer:
-    """Data size, model size, node count, bandwidth and latency against the predicted step time and speedup.
+                     n_weights: int = 100, n_nodes: int = 64, network: str = DATACENTER_10G.name,
+                     buckets: int = 1) -> Explorer:
+    """Data size, model size, node count, bandwidth, latency and overlap against the predicted step time and
+    speedup of every compared topology (notebook 11).
+
+    The log sliders move a quarter of a decade per key press (a decade in 4 presses; the two datacenter presets
+    are 4 presses apart on either link slider).
 
     ``measured``: this machine's step times (see :func:`~dml_lesson.teaching.plots.scaling.scaling_figure`), drawn when
     the data and model sizes are those of the measured runs. Choosing a network preset sets bandwidth and
@@ -63,26 +82,29 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
     nets = presets(calibration)
     net = nets[network]
     controls = {
-        "rows": w.FloatLogSlider(value=n_rows, base=10, min=3, max=9, step=0.1, description="rows",
+        "rows": w.FloatLogSlider(value=n_rows, base=10, min=3, max=9, step=0.25, description="rows",
                                  readout_format=".2g"),
-        "weights": w.FloatLogSlider(value=n_weights, base=10, min=1, max=8, step=0.1, description="weights d",
+        "weights": w.FloatLogSlider(value=n_weights, base=10, min=1, max=8, step=0.25, description="weights d",
                                     readout_format=".2g"),
         "nodes": w.SelectionSlider(options=[2**k for k in range(11)], value=n_nodes, description="nodes N"),
+        "overlap": w.Dropdown(options=BUCKETS, value=buckets, description="overlap"),
         "network": w.Dropdown(options=[*nets, "custom"], value=network, description="network"),
-        "gbps": w.FloatLogSlider(value=net.bandwidth * 8 / 1e9, base=10, min=-1, max=3, step=0.05,
+        "gbps": w.FloatLogSlider(value=net.bandwidth * 8 / 1e9, base=10, min=-1, max=3, step=0.25,
                                  description="bandwidth (Gb/s)", readout_format=".3g"),
-        "latency_us": w.FloatLogSlider(value=net.latency * 1e6, base=10, min=0, max=5, step=0.05,
+        "latency_us": w.FloatLogSlider(value=net.latency * 1e6, base=10, min=0, max=5, step=0.25,
                                        description="latency (µs)", readout_format=".3g"),
     }
 
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         rows, d, n = int(round(v["rows"])), int(round(v["weights"])), v["nodes"]
         chosen = Network(v["network"], latency=v["latency_us"] * 1e-6, bandwidth=v["gbps"] * 1e9 / 8)
-        fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured, into=into)
+        k = v["overlap"]
+        fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured, k, into=into)
         # the sizes and the links as the sliders show them, then the rule at this point
         shown = (f"{v['rows']:.2g} rows, d = {v['weights']:.2g}, {v['gbps']:.3g} Gb/s, "
                  f"{v['latency_us']:.3g} µs; ")
-        return fig, shown + scaling_status(rows, d, n, chosen, calibration.compute_per_value)
+        status = scaling_status(rows, d, n, chosen, calibration.compute_per_value, k)
+        return fig, Status(shown + status, status.severity)
 
     explorer = Explorer(controls, step, redraw_into=True)
     network_controls = [controls["network"], controls["gbps"], controls["latency_us"]]
@@ -106,22 +128,34 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
     for control in network_controls:
         control.unobserve(explorer.on_change, names="value")
         control.observe(network_changed, names="value")
-    explorer.widget.children = (w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]),
+    explorer.widget.children = (w.HBox(list(controls.values())[:4]), w.HBox(list(controls.values())[4:]),
                                 *explorer.widget.children[1:])
     return explorer
 
 
-def scaling_status(n_rows: int, n_weights: int, n_nodes: int, network: Network, compute_per_value: float) -> str:
-    """The rule at the chosen point: each topology's speedup at N, and the rows from which N nodes pay."""
-    parts = []
-    for topology in ("server", "ring"):
-        s = float(speedup(n_rows, n_weights, n_nodes, topology, network, compute_per_value)[0])
-        rows = break_even_rows(n_weights, n_nodes, topology, network, compute_per_value)
-        verdict = "distribute" if s > 1 else "stay on one machine"
-        parts.append(f"{topology}: speedup {s:.3g} ({verdict}; pays from {_rows_text(rows)} rows)")
-    return f"N = {n_nodes}: " + "; ".join(parts)
+def scaling_status(n_rows: int, n_weights: int, n_nodes: int, network: Network, compute_per_value: float,
+                   buckets: int = 1) -> Status:
+    """The rule at the chosen point (notebook 11): each compared topology's speedup at N, which pay, and the rows
+    from which the best of them pays (without overlap).
 
-
+    Severity: ``"ok"`` when every topology pays at N, ``"warn"`` when only some do (the choice of topology
+    decides), ``"bad"`` when none does (stay on one machine).
+    """
+    speeds = {label(t, s): float(speedup(n_rows, n_weights, n_nodes, t, network, compute_per_value, s, buckets)[0])
+              for t, s in COMPARED}
+    best = max(speeds, key=speeds.get)
+    shown = "; ".join(f"{name}: {value:.3g}" for name, value in speeds.items())
+    paying = [name for name, value in speeds.items() if value > 1]
+    topology, shards = COMPARED[list(speeds).index(best)]
+    rows = _rows_text(break_even_rows(n_weights, n_nodes, topology, network, compute_per_value, shards))
+    if len(paying) == len(speeds):
+        verdict, severity = f"distribute: every topology pays; best {best} (pays from {rows} rows)", "ok"
+    elif paying:
+        verdict = f"{len(paying)} of {len(speeds)} topologies pay; best {best} (pays from {rows} rows)"
+        severity = "warn"
+    else:
+        verdict, severity = f"stay on one machine: no topology pays (the best, {best}, from {rows} rows)", "bad"
+    return Status(f"speedup at N = {n_nodes}: {shown}. {verdict}", severity)
 def _rows_text(rows: float) -> str:
     if not np.isfinite(rows):
         return "never"
