@@ -12,14 +12,17 @@ from hypothesis import strategies as st
 
 import dml_lesson as dml
 from dml_lesson.core.codecs import codec_rng
-from dml_lesson.core.models import LINEAR, LOGISTIC, Model
+from dml_lesson.core.models import LINEAR, LOGISTIC, Model, least_squares_floor
 from dml_lesson.core.optim import minibatch_indices
 from dml_lesson.teaching import experiments, plots
 from dml_lesson.teaching.plots import privacy as plots_privacy
 from dml_lesson.teaching.widgets import privacy as wp
 from dml_lesson.variants import secagg
 from dml_lesson.variants.dp import (
+    NEIGHBOURS,
+    SAMPLINGS,
     GaussianNoise,
+    budget_table,
     clipped_gradient_sum,
     clipped_model,
     clipped_share,
@@ -151,14 +154,47 @@ def test_budget_behaves_like_a_budget():
         assert privacy_budget(s, 100, sampling="no-amplification", **kw) > privacy_budget(s, 100, **kw)
 
 
-def test_no_amplification_bound_matches_the_gaussian_mechanism():
-    # One use of each row, noise multiplier 2 on a change of 2C: the plain Gaussian mechanism of noise
-    # multiplier 1, whose RDP of order a is a / 2; epsilon = min over a of a/2 + log(1/delta)/(a-1) (Mironov 2017,
-    # before the refinements dp-accounting applies, so the library's epsilon may only be smaller).
-    eps = privacy_budget(2.0, 1, batch_size=10, shard_sizes=[10], delta=1e-5, sampling="no-amplification")
+@pytest.mark.parametrize("sigma, neighbours", [(1.0, "zero-out"), (2.0, "replace-one")])
+def test_no_amplification_bound_matches_the_gaussian_mechanism(sigma, neighbours):
+    # One use of each row: zero-out moves the sum by C, replace-one by 2C, so sigma = 1 (zero-out) and sigma = 2
+    # (replace-one) are both the plain Gaussian mechanism of noise multiplier 1, whose RDP of order a is a / 2;
+    # epsilon = min over a of a/2 + log(1/delta)/(a-1) (Mironov 2017, before the refinements dp-accounting applies,
+    # so the library's epsilon may only be smaller).
+    eps = privacy_budget(sigma, 1, batch_size=10, shard_sizes=[10], delta=1e-5, sampling="no-amplification",
+                         neighbours=neighbours)
     orders = np.linspace(1.01, 200, 20000)
     classic = np.min(orders / 2 + math.log(1e5) / (orders - 1))
     assert 0.6 * classic < eps <= classic + 1e-9
+
+
+def test_zero_out_under_poisson_sampling_is_the_add_remove_number():
+    # A zero row adds nothing and leaves the other rows' draws alone: the usual (add/remove) number, as
+    # dp-accounting computes it under its default relation.
+    import dp_accounting
+    import dp_accounting.rdp
+
+    for sigma, q, steps in [(0.8, 0.01, 100), (1.0, 0.05, 300), (3.0, 0.2, 10)]:
+        accountant = dp_accounting.rdp.RdpAccountant(
+            neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+        accountant.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps)
+        batch, shard = round(q * 1000), 1000
+        assert privacy_budget(sigma, steps, batch, [shard]) == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 4.0])
+def test_the_gap_splits_into_neighbours_and_sampling(sigma):
+    kw = dict(n_steps=100, batch_size=20, shard_sizes=[2000, 2000], delta=1e-5)
+    table = budget_table(sigma, **kw)
+    assert set(table) == {(s, n) for s in SAMPLINGS for n in NEIGHBOURS}
+    assert table["poisson", "replace-one"] is None  # no accountant: left empty, never guessed
+    for key, eps in table.items():
+        if eps is not None:
+            assert eps == privacy_budget(sigma, sampling=key[0], neighbours=key[1], **kw)
+    usual, middle, proven = (table["poisson", "zero-out"], table["no-amplification", "zero-out"],
+                             table["no-amplification", "replace-one"])
+    assert usual < middle < proven  # sampling, then the neighbour definition, each explain part of the gap
+    # replace-one is zero-out at half the noise multiplier (sensitivity 2C)
+    assert proven == pytest.approx(privacy_budget(sigma / 2, sampling="no-amplification", **kw), rel=1e-12)
 
 
 def test_budget_checks_its_inputs(monkeypatch):
@@ -168,6 +204,10 @@ def test_budget_checks_its_inputs(monkeypatch):
         privacy_budget(1.0, 10, 5, [100], delta=0.0)
     with pytest.raises(ValueError, match="shard_sizes"):
         privacy_budget(1.0, 10, 5, [])
+    with pytest.raises(ValueError, match="neighbours"):
+        privacy_budget(1.0, 10, 5, [100], sampling="no-amplification", neighbours="add-remove")
+    with pytest.raises(ValueError, match="neighbours='replace-one' needs sampling='no-amplification'"):
+        privacy_budget(1.0, 10, 5, [100], neighbours="replace-one")
     with pytest.raises(ValueError, match="noise_multiplier"):
         dp_sgd(np.ones((10, 2)), np.ones(10), noise_multiplier=-1.0)
     with pytest.raises(ValueError, match="clip_norm"):
@@ -242,8 +282,30 @@ def test_dp_widget_redraws_and_matches_the_static_figure(client, data):
     explorer = wp.dp_explorer(X, y, noise_multiplier=1.0, **kw)
     runs = experiments.dp_runs(X, y, 1.0, 1.0, **kw)
     dp = list(runs.values())[1]
-    static = plots_privacy.dp_figure(runs, experiments.epsilon_curve(30, 10, dp.params["shard_sizes"]), 1.0)
+    floor = least_squares_floor(*dml.to_numpy(X, y))
+    static = plots_privacy.dp_figure(runs, experiments.epsilon_curve(30, 10, dp.params["shard_sizes"]), 1.0,
+                                     floor=floor)
     assert plots.to_png(static) == explorer.png
     assert "ε = " in explorer.status.value
     explorer.controls["noise_multiplier"].value = 0.0
     assert explorer.redraws == 2 and "no privacy" in explorer.status.value
+
+
+def test_dp_figure_names_what_it_plots_and_keeps_its_legend_off_the_curves():
+    X, y, _ = dml.make_regression(400, 3, noise=0.1, seed=1)
+    X, y = dml.to_numpy(X, y)
+    runs = {"non-private SGD": dml.sgd(X, y, lr=0.1, batch_size=20, n_steps=40, seed=0),
+            "DP-SGD": dml.sgd(X, y, lr=0.02, batch_size=20, n_steps=40, seed=0)}
+    for steps, batch, sizes in [(100, 20, [2000, 2000]), (30, 10, [500, 500]), (400, 50, [1000])]:
+        fig = plots_privacy.dp_figure(runs, experiments.epsilon_curve(steps, batch, sizes), 1.0,
+                                      floor=least_squares_floor(X, y))
+        ax, ax_eps = fig.axes
+        assert "accuracy" not in ax.get_title() and "MSE" in ax.get_ylabel()  # it plots a loss, and says so
+        assert any("least squares" in t.get_text() for t in ax.get_legend().get_texts())
+        labels = " ".join(t.get_text() for t in ax_eps.get_legend().get_texts())
+        assert "zero-out" in labels and "replace-one" in labels  # each curve names its neighbours
+        fig.canvas.draw()
+        box = ax_eps.get_legend().get_window_extent()
+        for line in ax_eps.get_lines()[:3]:
+            points = ax_eps.transData.transform(line.get_xydata())
+            assert not any(box.contains(px, py) for px, py in points), line.get_label()

@@ -230,20 +230,25 @@ def dp_runs(X: Any, y: Any, noise_multiplier: float = 1.0, clip_norm: float = 1.
 
 @lru_cache(maxsize=64)
 def _epsilon(sigma: float, n_steps: int, batch_size: int, shard_sizes: tuple[int, ...], delta: float,
-             sampling: str) -> float:
-    return privacy_budget(sigma, n_steps, batch_size, list(shard_sizes), delta, sampling)
+             sampling: str, neighbours: str = "zero-out") -> float:
+    return privacy_budget(sigma, n_steps, batch_size, list(shard_sizes), delta, sampling, neighbours)
 
 
 def epsilon_curve(n_steps: int, batch_size: int, shard_sizes: list[int], delta: float = 1e-5,
                   sigmas: tuple[float, ...] = CURVE_SIGMAS) -> dict[str, np.ndarray]:
-    """Epsilon for each noise multiplier in ``sigmas``, both ways (see :func:`~dml_lesson.variants.dp.privacy_budget`).
+    """Epsilon for each noise multiplier in ``sigmas`` (:func:`~dml_lesson.variants.dp.privacy_budget`), notebook 10.
 
-    Results are cached, so a slider that only changes sigma does not recompute the curve.
+    Keys: ``"sigma"``; ``"poisson"`` and ``"no-amplification"``, both with zero-out neighbours (like with like: the
+    gap between them is sampling); ``"no-amplification, replace-one"`` (the gap to the one above is the neighbour
+    definition). Results are cached, so a slider that only changes sigma does not recompute the curve.
     """
     sizes = tuple(int(s) for s in shard_sizes)
     curve = {"sigma": np.array(sigmas, dtype=float)}
-    for sampling in ("poisson", "no-amplification"):
-        curve[sampling] = np.array([_epsilon(float(s), n_steps, batch_size, sizes, delta, sampling) for s in sigmas])
+    for key, sampling, neighbours in [("poisson", "poisson", "zero-out"),
+                                      ("no-amplification", "no-amplification", "zero-out"),
+                                      ("no-amplification, replace-one", "no-amplification", "replace-one")]:
+        curve[key] = np.array([_epsilon(float(s), n_steps, batch_size, sizes, delta, sampling, neighbours)
+                               for s in sigmas])
     return curve
 
 

@@ -19,14 +19,22 @@ The noise is drawn from the codec's generator, seeded by ``(seed, node, step)``,
 The server then divides by the global batch ``k * batch_size`` as usual.
 
 **The privacy budget** (:func:`privacy_budget`) comes from Google's ``dp-accounting`` library (the optional
-extra ``dml-lesson[privacy]``, imported only when needed). Its accountants know Poisson sampling (each row
-joins each step independently with probability q) and fixed-size sampling without replacement *per step*;
-this code, like most DP-SGD code in practice, shuffles each shard once per epoch and cuts it into batches.
-No accountant in the library covers shuffled batches, so :func:`privacy_budget` offers two numbers and says
-which is which: ``"poisson"``, the number practitioners usually report, computed as if sampling were Poisson
-(not a proven guarantee for this code), and ``"no-amplification"``, a valid bound for the code as it runs
-(each row is used in a known number of steps, each a Gaussian mechanism; no credit for sampling), which is
-much larger.
+extra ``dml-lesson[privacy]``, imported only when needed). A number needs two choices stated with it:
+
+* **how the batches were drawn.** The library's accountants know Poisson sampling (each row joins each step
+  independently with probability q); this code, like most DP-SGD code in practice, shuffles each shard once per
+  epoch and cuts it into batches. No accountant in the library covers shuffled batches, so ``"poisson"`` is the
+  number practitioners usually report (not a proven guarantee for this code) and ``"no-amplification"`` a valid
+  bound for the code as it runs (each row is used in a known number of steps, each a Gaussian mechanism; no
+  credit for sampling), which is larger.
+* **which datasets are neighbours.** ``"zero-out"``: one row replaced by a row whose clipped gradient is 0
+  (Kairouz et al. 2021; the library's ``REPLACE_SPECIAL``), sensitivity C. Under Poisson sampling this gives the
+  same number as add/remove-one (Abadi et al. 2016): a zero row adds nothing and leaves the other rows' draws
+  alone. ``"replace-one"``: one row's value changed, sensitivity 2C. The library has no Poisson accountant for
+  replace-one, so that combination raises a ``ValueError`` rather than a guess.
+
+:func:`budget_table` puts the four combinations side by side, so that a gap between two numbers can be split into
+the part the sampling explains and the part the neighbour definition explains (notebook 10).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from ..core.result import TrainingResult
 from ..ps.server import distributed_sgd
 
 SAMPLINGS = ("poisson", "no-amplification")
+NEIGHBOURS = ("zero-out", "replace-one")
 
 
 def _per_example_coefficients(model: Model, w: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
@@ -203,6 +212,7 @@ def privacy_budget(
     shard_sizes: list[int],
     delta: float = 1e-5,
     sampling: str = "poisson",
+    neighbours: str = "zero-out",
 ) -> float:
     """The epsilon of (epsilon, delta)-differential privacy after ``n_steps`` of DP-SGD (notebook 10).
 
@@ -218,12 +228,16 @@ def privacy_budget(
         The delta of (epsilon, delta)-DP, in (0, 1); take it well below 1 / number of rows.
     sampling : ``"poisson"`` or ``"no-amplification"``
         ``"poisson"``: the accountant assumes each row joins each step independently with probability
-        ``q = batch_size / smallest shard`` (neighbours differ by adding or removing one row). That is what
-        DP-SGD papers and libraries usually report, but this code shuffles each epoch instead: the number is
-        *not* a proven guarantee for it. ``"no-amplification"``: a valid bound for the code as it runs, for
-        neighbours that differ in one row's value. Each row is used in at most :func:`participations` steps,
-        the batches do not depend on the data, and in each of those steps changing the row moves the sum by at
-        most 2C under noise sigma C: a Gaussian mechanism of noise multiplier sigma / 2, composed.
+        ``q = batch_size / smallest shard``. That is what DP-SGD papers and libraries usually report, but this
+        code shuffles each epoch instead: the number is *not* a proven guarantee for it. ``"no-amplification"``:
+        a valid bound for the code as it runs. Each row is used in at most :func:`participations` steps, the
+        batches do not depend on the data, and in each of those steps the row moves the sum by at most its
+        sensitivity under noise sigma C: a Gaussian mechanism, composed over those steps.
+    neighbours : ``"zero-out"`` or ``"replace-one"``
+        Which datasets differ "in one row". ``"zero-out"``: one row replaced by a row whose clipped gradient is 0
+        (sensitivity C, noise multiplier sigma); with Poisson sampling the same number as add/remove-one.
+        ``"replace-one"``: one row's value changed (sensitivity 2C, noise multiplier sigma / 2). Only with
+        ``"no-amplification"``: ``dp-accounting`` has no Poisson accountant for replace-one (ValueError).
 
     Returns
     -------
@@ -235,21 +249,48 @@ def privacy_budget(
     batch_size = check_int("batch_size", batch_size, low=1)
     delta = check_float("delta", delta, low=0.0, high=1.0, low_open=True)
     sampling = check_choice("sampling", sampling, SAMPLINGS)
+    neighbours = check_choice("neighbours", neighbours, NEIGHBOURS)
     if len(shard_sizes) == 0:
         raise ValueError("shard_sizes must list at least one shard, got an empty list")
     shard_sizes = [check_int(f"shard_sizes[{i}]", s, low=1) for i, s in enumerate(shard_sizes)]
+    if sampling == "poisson" and neighbours == "replace-one":
+        raise ValueError("neighbours='replace-one' needs sampling='no-amplification': dp-accounting has no "
+                         "accountant for Poisson sampling under replace-one neighbours (use neighbours='zero-out')")
     if noise_multiplier == 0.0:
         return math.inf
     dpa = _dp_accounting()
-    accountant = dpa.rdp.RdpAccountant()
+    relation = {"zero-out": dpa.NeighboringRelation.REPLACE_SPECIAL,
+                "replace-one": dpa.NeighboringRelation.REPLACE_ONE}[neighbours]
+    accountant = dpa.rdp.RdpAccountant(neighboring_relation=relation)
     if sampling == "poisson":
         q = min(1.0, batch_size / min(shard_sizes))
-        event = dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(noise_multiplier))
-        accountant.compose(event, n_steps)
+        accountant.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(noise_multiplier)), n_steps)
     else:
-        event = dpa.GaussianDpEvent(noise_multiplier / 2.0)
-        accountant.compose(event, participations(n_steps, batch_size, shard_sizes))
+        sensitivity = 1.0 if neighbours == "zero-out" else 2.0  # in units of C
+        accountant.compose(dpa.GaussianDpEvent(noise_multiplier / sensitivity),
+                           participations(n_steps, batch_size, shard_sizes))
     return float(accountant.get_epsilon(delta))
+
+
+def budget_table(
+    noise_multiplier: float,
+    n_steps: int,
+    batch_size: int,
+    shard_sizes: list[int],
+    delta: float = 1e-5,
+) -> dict[tuple[str, str], float | None]:
+    """Epsilon for every ``(sampling, neighbours)`` pair, ``None`` where no accountant exists (notebook 10).
+
+    Reading along a row changes only the neighbour definition, along a column only the sampling: the gap between
+    the usual Poisson number and the proven shuffled one splits into those two parts.
+    """
+    table: dict[tuple[str, str], float | None] = {}
+    for sampling in SAMPLINGS:
+        for neighbours in NEIGHBOURS:
+            known = not (sampling == "poisson" and neighbours == "replace-one")
+            table[sampling, neighbours] = (privacy_budget(noise_multiplier, n_steps, batch_size, shard_sizes, delta,
+                                                          sampling, neighbours) if known else None)
+    return table
 
 
 def _dp_accounting() -> Any:

@@ -17,27 +17,32 @@ from .base import COLORS, log_scale, new_figure
 
 
 def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sigma: float | None = None,
-              into: Figure | None = None) -> Figure:
-    """Left: loss per step of each run (e.g. non-private and DP-SGD). Right: epsilon against the noise
-    multiplier, as the Poisson-sampling accountant reports it and as the valid no-amplification bound, with
-    ``sigma`` marked (notebook 10).
+              into: Figure | None = None, floor: float | None = None) -> Figure:
+    """Left: training loss (MSE) per step of each run (e.g. non-private and DP-SGD), with the in-sample
+    least-squares ``floor`` when given. Right: epsilon against the noise multiplier: as the Poisson-sampling
+    accountant reports it and as the valid no-amplification bound, both for zero-out neighbours, and the bound
+    for replace-one neighbours; ``sigma`` marked (notebook 10).
 
-    ``curve`` holds ``"sigma"``, ``"poisson"`` and ``"no-amplification"`` arrays (see
-    :func:`~dml_lesson.teaching.widgets.privacy.epsilon_curve`). ``into``: as
-    :func:`~dml_lesson.teaching.plots.training.new_figure`.
+    ``curve`` holds ``"sigma"``, ``"poisson"``, ``"no-amplification"`` and ``"no-amplification, replace-one"``
+    arrays (see :func:`~dml_lesson.teaching.experiments.epsilon_curve`). ``into``: as
+    :func:`~dml_lesson.teaching.plots.base.new_figure`.
     """
     fig = new_figure(2, 1, width=10.0, height=3.6, into=into)
     ax, ax_eps = fig.axes
     for i, (label, res) in enumerate(runs.items()):
         ax.plot(np.arange(len(res.losses)), res.losses, color=COLORS[i % len(COLORS)], lw=1.2,
                 label=f"{label}: final {res.losses[-1]:.4g}")
+    if floor is not None:
+        ax.axhline(floor, color="0.4", lw=1, linestyle=":", label=f"least squares on these rows: {floor:.4g}")
     log_scale(ax, "y")
-    ax.set(xlabel="step", ylabel="training loss (MSE)", title="accuracy: loss per step")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="step", ylabel="training loss (MSE)", title="the cost: training loss per step")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
     ax_eps.plot(curve["sigma"], curve["poisson"], color=COLORS[0], marker=".",
-                label="accountant, assuming Poisson sampling")
+                label="as if Poisson sampling, zero-out (= add/remove)")
     ax_eps.plot(curve["sigma"], curve["no-amplification"], color=COLORS[3], marker=".", linestyle="--",
-                label="valid bound for shuffled batches")
+                label="proven for shuffled batches, zero-out")
+    ax_eps.plot(curve["sigma"], curve["no-amplification, replace-one"], color=COLORS[1], marker=".",
+                linestyle="-.", label="proven for shuffled batches, replace-one")
     if sigma is not None and sigma > 0:
         ax_eps.axvline(sigma, color="k", lw=0.8, linestyle=":", label=f"noise multiplier {sigma:g}")
     log_scale(ax_eps, "x")
@@ -46,7 +51,12 @@ def dp_figure(runs: dict[str, TrainingResult], curve: dict[str, np.ndarray], sig
                title="privacy: ε after the run (smaller is more private)")
     ax_eps.set_xticks(curve["sigma"], [f"{s:g}" for s in curve["sigma"]])
     ax_eps.minorticks_off()
-    ax_eps.legend(fontsize=8)
+    values = np.concatenate([curve[k] for k in ("poisson", "no-amplification", "no-amplification, replace-one")])
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values):  # room above the curves for the legend: about 30% of the height, on a log axis
+        low, high = float(values.min()) / 1.5, float(values.max()) * 1.5
+        ax_eps.set_ylim(low, high * (high / low) ** 0.45)
+    ax_eps.legend(fontsize=7.5, loc="upper right", framealpha=0.9)
     return fig
 
 
