@@ -61,6 +61,32 @@ def test_serialized_size_grows_as_the_formula(codec):
     assert 0 <= sizes[1000] - formula(1000) <= 600  # Dask's header and framing
 
 
+def raw_nbytes(payload):
+    """Bytes of a payload's content: every array's buffer and 8 per Python float, without Dask's header."""
+    if isinstance(payload, np.ndarray):
+        return payload.nbytes
+    if isinstance(payload, float):
+        return 8
+    return sum(raw_nbytes(part) for part in payload)
+
+
+@pytest.mark.parametrize("codec", [C.TopK(0.1), C.TopK(0.013), C.RandomK(0.1), C.Quantize(4), C.Quantize(1),
+                                   C.Quantize(7), C.Sign()], ids=lambda c: f"{c.name} {getattr(c, 'ratio', '')}")
+@pytest.mark.parametrize("d", [7, 500, 1001])
+def test_the_formula_counts_every_byte_of_the_payload_indices_included(codec, d):
+    payload = C.encode(codec, np.random.default_rng(d).normal(size=d), 0, 0, 0, {})
+    assert codec.nbytes(d) == raw_nbytes(payload)
+    if isinstance(codec, C.TopK):  # the indices travel with the values: 4 + 8 bytes per kept entry
+        idx, values = payload
+        assert idx.dtype.itemsize == 4 and len(idx) == len(values) == codec.k(d)
+        assert codec.nbytes(d) == 12 * codec.k(d) > 8 * codec.k(d)
+
+
+def test_top_k_indices_widen_to_8_bytes_beyond_2_to_the_31():
+    assert C.TopK.index_dtype(2**31) is np.int32 and C.TopK.index_dtype(2**31 + 1) is np.int64
+    assert C.TopK(1e-6).nbytes(3 * 2**30) == C.TopK(1e-6).k(3 * 2**30) * 16
+
+
 def test_compressed_training_moves_fewer_bytes(client):
     X, y, _ = dml.make_regression(2000, 999, seed=1, block_size=250)
     plain = dml.distributed_gd(X, y, n_nodes=2, lr=0.01, n_steps=3, client=client)

@@ -64,7 +64,7 @@ def test_random_search_is_seeded_and_stays_in_range(client, data):
 
 
 def test_successive_halving_keeps_the_best_third_and_triples_the_budget(client, data):
-    res = tu.successive_halving(data, n_trials=27, lr_range=(1e-3, 1.0), min_budget=5, eta=3, seed=2, client=client)
+    res = tu.successive_halving(data, n_trials=27, lr_range=(1e-3, 1.0), min_budget=5, factor=3, seed=2, client=client)
     rounds = [[t for t in res.trials if t.round == r] for r in range(4)]
     assert [len(r) for r in rounds] == [27, 9, 3, 1]
     assert [r[0].budget for r in rounds] == [5, 15, 45, 135]
@@ -74,6 +74,13 @@ def test_successive_halving_keeps_the_best_third_and_triples_the_budget(client, 
         assert [t.lr for t in after] == [t.lr for t in ranked[: len(after)]]
     assert res.best == rounds[3][0]
     assert res.total_steps == 4 * 27 * 5  # every round costs the same; random search would spend 27 * 135
+
+
+def test_fewer_random_rates_are_the_first_of_more_with_the_same_seed():
+    """Notebook 09 compares 4 full trials with successive halving over 27 rates: the 4 are among the 27."""
+    for seed in range(3):
+        assert tu.random_lrs(4, (1e-3, 1.0), seed).tolist() == tu.random_lrs(27, (1e-3, 1.0), seed)[:4].tolist()
+    assert tu.random_lrs(4, (1e-3, 1.0), 0).tolist() != tu.random_lrs(4, (1e-3, 1.0), 1).tolist()
 
 
 def test_bayesian_search_with_optuna_repeats_with_its_seed(client, data):
@@ -105,7 +112,7 @@ def test_a_round_that_takes_too_long_times_out(client, data):
     (lambda d, c: tu.random_search(d, 0, client=c), ValueError, "n_trials must be >= 1"),
     (lambda d, c: tu.random_search(d, 2, (0.1, 0.01), client=c), ValueError, "lr_range high must be"),
     (lambda d, c: tu.random_search(d, 2, 0.1, client=c), ValueError, "lr_range must be a pair"),
-    (lambda d, c: tu.successive_halving(d, 9, eta=1, client=c), ValueError, "eta must be >= 2"),
+    (lambda d, c: tu.successive_halving(d, 9, factor=1, client=c), ValueError, "factor must be >= 2"),
     (lambda d, c: tu.grid_search(d, [0.1], budget=0, client=c), ValueError, "budget must be >= 1"),
     (lambda d, c: tu.share_data(c, (np.ones((5, 2)), np.ones(5)), (np.ones((2, 3)), np.ones(2))), ValueError,
      "validation X must have 2 columns"),

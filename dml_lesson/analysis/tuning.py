@@ -10,8 +10,9 @@ with a clear error (notebook 07 explains why).
 
 - **grid search** tries every learning rate of a list (log-spaced);
 - **random search** draws them log-uniformly from a range with a seed;
-- **successive halving** starts many random trials on a small budget, keeps the best ``1/eta``, multiplies the
-  budget by ``eta`` and repeats until one is left: most of the compute goes to the promising rates;
+- **successive halving** starts many random trials on a small budget, keeps the best ``1/factor`` (the halving
+  factor f), multiplies the budget by ``factor`` and repeats until one is left: a fixed budget spread over many
+  more candidates than full training could afford (Jamieson and Talwalkar 2016; Li et al. 2018);
 - **Bayesian search** (:func:`bayesian_search`) asks Optuna's TPE sampler where to look next, given the
   scores so far (an optional extra: ``pip install dml-lesson[tuning]``).
 
@@ -185,17 +186,19 @@ def random_search(data: SharedData, n_trials: int = 8, lr_range: tuple[float, fl
 
 
 def successive_halving(data: SharedData, n_trials: int = 27, lr_range: tuple[float, float] = (1e-3, 1.0),
-                       min_budget: int = 10, eta: int = 3, seed: int = 0,
+                       min_budget: int = 10, factor: int = 3, seed: int = 0,
                        client: Client | None = None) -> SearchResult:
-    """Successive halving: the learning rates of :func:`random_search` (same seed), budgets growing by ``eta``.
+    """Successive halving: the learning rates of :func:`random_search` (same seed), budgets growing by ``factor``.
 
-    Round ``r`` trains its candidates for ``min_budget * eta**r`` steps, each from scratch; the best
-    ``len // eta`` (at least one) go on to the next round, until one is left. With 27 trials and ``eta = 3``:
-    27 trials of ``b`` steps, 9 of ``3b``, 3 of ``9b``, 1 of ``27b``: 4 rounds of ``27 b`` steps each, where random
-    search would spend ``27 * 27 b``. Each round is a batch of parallel tasks.
+    Round ``r`` trains its candidates for ``min_budget * factor**r`` steps, each from scratch; the best
+    ``len // factor`` (at least one) go on to the next round, until one is left. With 27 trials and ``factor = 3``
+    (the halving factor f of notebook 09): 27 trials of ``b`` steps, 9 of ``3b``, 3 of ``9b``, 1 of ``27b``: 4 rounds
+    of ``27 b`` steps each, where random search over the same 27 rates would spend ``27 * 27 b``, and the same
+    ``4 * 27 b`` steps would train only 4 rates for ``27 b`` steps each. Each round is a batch of parallel tasks.
+    Scores of early rounds are of short runs: they rank the candidates, they are not comparable with full runs.
     """
     min_budget = check_int("min_budget", min_budget, low=1)
-    eta = check_int("eta", eta, low=2)
+    factor = check_int("factor", factor, low=2)
     candidates = list(random_lrs(n_trials, lr_range, seed))
     trials: list[Trial] = []
     budget, rnd = min_budget, 0
@@ -205,8 +208,8 @@ def successive_halving(data: SharedData, n_trials: int = 27, lr_range: tuple[flo
         if len(results) == 1:
             break
         ranked = sorted(results, key=lambda t: (t.score, t.lr))
-        candidates = [t.lr for t in ranked[: max(1, len(results) // eta)]]
-        budget, rnd = budget * eta, rnd + 1
+        candidates = [t.lr for t in ranked[: max(1, len(results) // factor)]]
+        budget, rnd = budget * factor, rnd + 1
     return SearchResult("successive halving", tuple(trials))
 
 

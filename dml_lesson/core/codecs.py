@@ -4,12 +4,16 @@ A codec turns a node's gradient into a smaller payload (``encode``) and the serv
 (``decode``). ``nbytes(d)`` is the payload's size by the formula, which a test checks against what Dask
 really serializes. Randomized codecs draw from a generator seeded by ``(seed, node, step)``, so runs repeat.
 
-- :class:`TopK`: the k entries of largest magnitude (indices + values), biased;
+- :class:`TopK`: the k entries of largest magnitude, biased; it sends their indices too (4 bytes each, 8 when
+  ``d`` needs more than 31 bits), so each kept entry costs 12 bytes, not 8;
 - :class:`RandomK`: k entries at random, scaled by d/k (unbiased); the indices follow from the seed, so only
   the values travel;
 - :class:`Quantize`: stochastic rounding of |g|/‖g‖ to ``2**bits - 1`` levels plus a sign bit (unbiased,
-  QSGD-style); ``bits + 1`` bits per entry and one float for the norm;
-- :class:`Sign`: one bit per entry and their mean magnitude (biased; use it with error feedback).
+  QSGD-style, Alistarh et al. 2017); ``q + 1`` bits per entry (``q = bits``) and one float for the norm;
+- :class:`Sign`: one bit per entry and their mean magnitude, the scaled sign of Karimireddy et al. 2019 (biased;
+  use it with error feedback).
+
+``nbytes(d)`` counts every byte of the payload's arrays and scalars (indices included), not Dask's header.
 
 :class:`ErrorFeedback` wraps any codec: the node adds what compression dropped last time (its residual) to
 the next gradient, so nothing is lost for good, only delayed.
@@ -45,9 +49,14 @@ class TopK(_Sparsifier):
 
     name = "top-k"
 
+    @staticmethod
+    def index_dtype(d: int) -> type:
+        """int32 indices while they fit (``d <= 2**31``), else int64: 4 or 8 bytes per kept entry."""
+        return np.int32 if d <= 2**31 else np.int64
+
     def encode(self, g: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         k = self.k(len(g))
-        idx = np.sort(np.argpartition(np.abs(g), len(g) - k)[len(g) - k :]).astype(np.int32)
+        idx = np.sort(np.argpartition(np.abs(g), len(g) - k)[len(g) - k :]).astype(self.index_dtype(len(g)))
         return idx, g[idx]
 
     def decode(self, payload: Any, d: int, rng: np.random.Generator) -> np.ndarray:
@@ -57,7 +66,8 @@ class TopK(_Sparsifier):
         return out
 
     def nbytes(self, d: int) -> int:
-        return self.k(d) * (4 + 8)
+        """``k`` indices (4 or 8 bytes each) and ``k`` 8-byte values."""
+        return self.k(d) * (np.dtype(self.index_dtype(d)).itemsize + 8)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,10 @@ def trials_figure(results: dict[str, SearchResult]) -> Figure:
     log_scale(ax_cost, "y")
     ax_cost.set_xlabel("SGD steps spent by the search so far")
     ax_cost.set_ylabel("best validation loss so far")
-    ax_cost.legend(fontsize=7, loc="lower left", framealpha=0.9)
+    curves = [v for line in ax_cost.get_lines() for v in np.asarray(line.get_ydata(), float) if np.isfinite(v)]
+    if curves:  # an empty band above the highest curve for the legend, so it covers no data
+        ax_cost.set_ylim(min(curves) / 1.3, max(curves) * 12)
+    ax_cost.legend(fontsize=7, loc="upper right", ncols=2, framealpha=0.9)
     return fig
 
 
