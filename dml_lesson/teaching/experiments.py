@@ -134,20 +134,23 @@ STALLED = 2.0
 
 
 def codec_status(results: dict) -> Status:
-    """Bytes per step and final loss of each run, compared with no compression (notebook 06).
+    """Bytes moved (both directions) and final loss of each run, compared with no compression (notebook 06).
 
     Severity: ``"bad"`` when a run diverged, ``"warn"`` when its final loss is more than :data:`STALLED` times the
     uncompressed run's (the compression error stalls training).
     """
+    def moved(res: Any) -> int:  # both directions: w down, the (encoded) gradients up
+        return int(res.bytes_sent.sum() + res.bytes_received.sum())
+
     base = results["no compression"]
     parts = []
     for label, res in results.items():
-        share = res.bytes_received.sum() / base.bytes_received.sum()
+        share = moved(res) / moved(base)
         if res.diverged:
-            parts.append(Status(f"{label}: {share:.0%} of the bytes up, diverged at step {res.diverged_at}", "bad"))
+            parts.append(Status(f"{label}: {share:.0%} of the bytes, diverged at step {res.diverged_at}", "bad"))
             continue
         stalled = res.losses[-1] > STALLED * base.losses[-1]
-        parts.append(Status(f"{label}: {share:.0%} of the bytes up, final loss {res.losses[-1]:.4g}",
+        parts.append(Status(f"{label}: {share:.0%} of the bytes, final loss {res.losses[-1]:.4g}",
                             "warn" if stalled else "ok"))
     return join(parts)
 
@@ -265,7 +268,8 @@ def dp_status(runs: dict[str, TrainingResult], delta: float = 1e-5) -> Status:
         privacy = "no noise: no privacy guarantee (ε = ∞)"
     else:
         privacy = (f"ε = {eps['poisson']:.3g} if sampling were Poisson, "
-                   f"ε ≤ {eps['no-amplification']:.3g} proven for these shuffled batches (δ = {delta:g})")
+                   f"ε ≤ {eps['no-amplification']:.3g} proven for these shuffled batches "
+                   f"(zero-out neighbours, δ = {delta:g})")
     severity = "bad" if dp.diverged else "warn" if sigma == 0 else "ok"
     return Status(f"σ = {sigma:g}, C = {p['clip_norm']:g}: final loss {dp.losses[-1]:.4g} "
                   f"(non-private {base.losses[-1]:.4g}); {privacy}", severity)
