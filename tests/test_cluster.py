@@ -242,3 +242,76 @@ def test_every_worker_that_ran_a_step_mutes_closed_transfers_the_replacements_to
     answers = client.run(_closed_transfer_filters)
     assert killed not in answers and len(answers) == 2
     assert all("ClosedTransfer" in names for names in answers.values())
+
+
+def _stream(*tasks):
+    """Task-stream records of node steps: (node, step, worker, start, stop) in seconds."""
+    return [{"key": f"node_step-{n}-{s}-run", "worker": w, "startstops": [{"action": "compute", "start": a, "stop": b}]}
+            for n, s, w, a, b in tasks]
+
+
+def test_the_timeline_splits_waiting_into_later_start_and_longer_compute():
+    """Node 0 computes 1 s from 0; node 1 starts 2 s later and computes 3 s: node 0 waits 4 s, 2 of them because
+    node 1 started later, 2 because it computed longer."""
+    from dml_lesson.cluster.timeline import Timeline, node_steps
+
+    tl = Timeline.__new__(Timeline)
+    tl.rows = node_steps(_stream((0, 0, "a", 10.0, 11.0), (1, 0, "b", 12.0, 15.0)))
+    assert [r.waiting for r in tl.rows] == [4.0, 0.0]
+    assert tl.waiting_parts() == {"later start": 2.0, "longer compute": 2.0}
+
+
+def test_the_pace_of_a_step_counts_a_worker_s_tasks_in_a_row_and_the_gap():
+    """Worker a runs nodes 0 and 2 one after the other (2 s + 1 s), worker b node 1 (2.5 s): the busiest worker's
+    compute is 3 s, longer than the largest task (2.5 s); the next step starts 4 s after the last stop."""
+    from dml_lesson.cluster.timeline import Timeline, node_steps
+
+    tl = Timeline.__new__(Timeline)
+    tl.rows = node_steps(_stream((0, 0, "a", 0.0, 2.0), (2, 0, "a", 2.0, 3.0), (1, 0, "b", 0.0, 2.5),
+                                 (0, 1, "a", 7.0, 9.0), (2, 1, "a", 9.0, 10.0), (1, 1, "b", 7.0, 9.5)))
+    pace = tl.pace()
+    assert pace == {"step": 3.0, "largest task": 2.5, "busiest worker": 3.0, "gap": 4.0}
+
+
+def test_the_timeline_names_the_node_steps_with_no_recorded_task():
+    from dml_lesson.cluster.timeline import Timeline, node_steps
+
+    tl = Timeline.__new__(Timeline)
+    tl.rows = node_steps(_stream((0, 0, "a", 0.0, 1.0), (2, 0, "a", 1.0, 2.0), (0, 1, "a", 3.0, 4.0),
+                                 (1, 1, "b", 3.0, 5.0), (2, 1, "a", 4.0, 5.0), (3, 1, "b", 5.0, 6.0)))
+    assert tl.nodes_per_step() == {0: [0, 2], 1: [0, 1, 2, 3]}
+    assert tl.missing(4) == [(0, 1), (0, 3)]
+    with pytest.raises(ValueError, match="n_nodes"):
+        tl.missing(0)
+
+
+def _rows_in(shard):
+    return len(shard[1])
+
+
+def _busy_rows(shard):
+    import time
+
+    time.sleep(0.05)
+    return len(shard[1])
+
+
+def test_unpinned_tasks_run_where_their_shard_is_and_wait_there_when_it_is_busy(client):
+    """Notebook 03: a task on a shard held by one worker, submitted without ``workers=``, runs on that worker; four
+    such tasks at once all queue there while the other worker idles (this cluster runs without work stealing)."""
+    from collections import Counter
+
+    from distributed import get_task_stream
+
+    X, y = dml.make_regression(800, 3, seed=11, block_size=100)[:2]
+    p = dml.place_shards(client, X, y, n_nodes=4, layout="shuffled")
+    held = client.who_has(p.futures)
+    assert all(len(held[f.key]) == 1 for f in p.futures)
+    with get_task_stream(client) as stream:
+        tasks = [client.submit(_rows_in, f, pure=False) for f in p.futures]
+        assert client.gather(tasks) == p.sizes
+    ran = {t["key"]: t["worker"] for t in stream.data}
+    assert [ran[t.key] for t in tasks] == [held[f.key][0] for f in p.futures]
+    with get_task_stream(client) as stream:
+        client.gather([client.submit(_busy_rows, p.futures[0], pure=False) for _ in range(4)])
+    assert Counter(t["worker"] for t in stream.data) == {held[p.futures[0].key][0]: 4}

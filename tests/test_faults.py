@@ -199,6 +199,34 @@ def test_backup_workers_leave_the_straggler_out(client, data):
     assert np.all(res.bytes_received == res.bytes_received[0])  # two replies each step
 
 
+def test_with_tasks_the_server_drops_the_held_worker_s_node_steps_and_the_timeline_shows_it(client, data):
+    """Notebook 07's crosses: with r = 2 backup nodes, ``transport="tasks"`` and the worker of nodes 1 and 3 held,
+    every step but the last loss records tasks of nodes 0 and 2 only (the held worker's tasks are released: the
+    queued one never runs, the running one ends unrecorded); the last loss waits for all four."""
+    from dml_lesson.cluster.timeline import Timeline
+
+    X, y = data
+    n_steps = 3
+    restore_workers(client)
+    reference = dml.distributed_gd(X, y, n_nodes=4, n_steps=1, client=client)
+    slow = reference.params["workers"][1]
+
+    def release_for_the_last_loss(step: int) -> None:
+        if step == n_steps:
+            release_workers(client)
+
+    hold_worker(slow, client)
+    try:
+        with Timeline(client) as tl:
+            res = dml.distributed_gd(X, y, n_nodes=4, lr=0.1, n_steps=n_steps, backups=2, transport="tasks",
+                                     client=client, on_step=release_for_the_last_loss)
+    finally:
+        reset_slowdowns(client)
+    assert res.params["workers"][1] == res.params["workers"][3] == slow
+    assert tl.nodes_per_step() == {**{s: [0, 2] for s in range(n_steps)}, n_steps: [0, 1, 2, 3]}
+    assert tl.missing(4) == [(s, n) for s in range(n_steps) for n in (1, 3)]
+
+
 def test_backups_must_leave_one_node(client, data):
     X, y = data
     with pytest.raises(ValueError, match="backups must be between 0 and 3"):

@@ -1,9 +1,12 @@
-"""Timelines of synchronous steps from Dask's task stream: who computed when, and who waited (notebook 07).
+"""Timelines of synchronous steps from Dask's task stream: who computed when, and who waited (notebooks 03, 07).
 
 Run a training with ``transport="tasks"`` inside :class:`Timeline`; each node step is a task named
 ``node_step-<node>-<step>-<run>``, and the task stream records its worker, start and stop. In a synchronous
-step every node waits at the barrier for the slowest one: a node's waiting time is the step's last stop
-minus its own stop.
+step every node waits at the barrier for the last one: a node's waiting time is the step's last stop minus its
+own stop. That time has two parts (:meth:`Timeline.waiting_parts`): the last task *started* later (the server's
+messages leave one after another, and a worker with one thread runs its nodes' tasks one after another) and it
+computed longer. Only tasks that ran to the end are recorded: with backup nodes, a task the server stopped
+waiting for is released, and is either never started or finished unrecorded (:meth:`Timeline.missing`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 from distributed import Client, get_task_stream
 
+from ..core.checks import check_int
 from .client import get_client
 
 
@@ -63,6 +67,51 @@ class Timeline:
         steps = sorted({r.step for r in self.rows})
         return np.array([max(r.barrier for r in self.rows if r.step == s) -
                          min(r.start for r in self.rows if r.step == s) for s in steps])
+
+    def nodes_per_step(self) -> dict[int, list[int]]:
+        """Per step, the nodes whose task ran to the end (notebook 07: with backup nodes, not all of them)."""
+        return {s: sorted(r.node for r in self.rows if r.step == s) for s in sorted({r.step for r in self.rows})}
+
+    def missing(self, n_nodes: int) -> list[tuple[int, int]]:
+        """``(step, node)`` pairs of the ``n_nodes`` nodes with no recorded task: the server went on without them
+        (backup nodes) and released the task, before it started or while it ran."""
+        n_nodes = check_int("n_nodes", n_nodes, low=1)
+        return [(s, n) for s, nodes in self.nodes_per_step().items() for n in range(n_nodes) if n not in nodes]
+
+    def waiting_parts(self) -> dict[str, float]:
+        """Split the waiting time (summed over every node step) by its cause, in seconds (notebook 03).
+
+        A node's wait is ``barrier - stop = (start_last - start) + (compute_last - compute)``, where ``last`` is
+        the node whose task ended the step: ``"later start"`` sums the first part (the last task was dispatched,
+        or reached its worker's thread, later), ``"longer compute"`` the second (it computed longer).
+        """
+        parts = {"later start": 0.0, "longer compute": 0.0}
+        for s in {r.step for r in self.rows}:
+            step = [r for r in self.rows if r.step == s]
+            last = max(step, key=lambda r: r.stop)
+            for r in step:
+                parts["later start"] += last.start - r.start
+                parts["longer compute"] += last.compute - r.compute
+        return parts
+
+    def pace(self) -> dict[str, float]:
+        """Medians over the steps, in seconds, of what a step's length is made of (notebook 07): ``"step"`` (first
+        start to last stop), ``"largest task"`` (the longest single node task), ``"busiest worker"`` (the summed
+        compute of the tasks on the worker that computed most: its thread runs them one after another) and
+        ``"gap"`` (from a step's last stop to the next step's first start: the server's turn and the messages)."""
+        steps = sorted({r.step for r in self.rows})
+        largest, busiest, gaps = [], [], []
+        for i, s in enumerate(steps):
+            step = [r for r in self.rows if r.step == s]
+            largest.append(max(r.compute for r in step))
+            per_worker: dict[str, float] = {}
+            for r in step:
+                per_worker[r.worker] = per_worker.get(r.worker, 0.0) + r.compute
+            busiest.append(max(per_worker.values()))
+            if i + 1 < len(steps):
+                gaps.append(min(r.start for r in self.rows if r.step == steps[i + 1]) - step[0].barrier)
+        return {"step": float(np.median(self.step_seconds())), "largest task": float(np.median(largest)),
+                "busiest worker": float(np.median(busiest)), "gap": float(np.median(gaps)) if gaps else 0.0}
 
 
 def node_step_key(node: int, step: int, run: str = "") -> str:
