@@ -17,7 +17,7 @@ HINTS = {
        "Differentiate (x.w - y)**2 with respect to w: 2 (x.w - y) x.",
     2: "Shuffle the row indices once per epoch (rng.permutation), then cut the shuffled list into consecutive "
        "pieces of exactly batch_size rows; the leftover rows wait for the next epoch.",
-    3: "Node i of k gets rows from i*n//k up to (i+1)*n//k: every row once, sizes differing by at most one.",
+    3: "Node i of N gets rows from i*n//N up to (i+1)*n//N: every row once, sizes differing by at most one.",
     4: "Add up the nodes' gradient sums and divide once by the total number of rows: a node with more rows "
        "must weigh more.",
     5: "The linear scaling rule multiplies the learning rate by how much larger the global batch is: "
@@ -135,7 +135,7 @@ def check_shards(shards: Callable[[int, int], Any]) -> Verdict:
         if len(rows) < n:
             missing = n - len(rows)
             verb = "is" if missing == 1 else "are"
-            return _report(False, f"{missing} of {n} rows {verb} on no node (is the remainder of n / k lost?)")
+            return _report(False, f"{missing} of {n} rows {verb} on no node (is the remainder of n / N lost?)")
         if len(np.unique(rows)) != len(rows):
             return _report(False, "some rows are on two nodes: shards must not overlap")
         if not np.array_equal(np.sort(rows), np.arange(n)):
