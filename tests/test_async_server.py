@@ -2,8 +2,9 @@
 bound, equals the synchronous server with bound 0, and leaves no loop, thread or actor behind.
 
 Asynchronous runs depend on timing: these tests check what holds for any timing (every update replayed exactly
-from its records; a held straggler's run is SGD on the other node's shard; bound 0 is the synchronous server). How
-fast, how stale and how close to the noise floor a run gets on this machine is ``benchmarks/stragglers.py``'s.
+from its records; a held straggler's run is SGD on the other node's shard; bound 0 is the synchronous server;
+staleness is counted in gradients in both modes). How fast, how stale and how close to the noise floor a run gets
+on this machine is ``benchmarks/stragglers.py``'s.
 """
 
 import time
@@ -44,6 +45,38 @@ def replay(client, X, y, res, lr, batch_size, seed):
     return rows
 
 
+def gradients_missed(res):
+    """tau derived from the records alone: the gradients applied after the version each gradient read and before
+    the update that applied it. Gradient ``i`` goes in with update ``u[i]`` (its arrival index without a bound, its
+    clock with one); ``before[v]`` counts the gradients of the updates before version ``v``."""
+    u = np.arange(len(res.nodes)) if res.params["staleness_bound"] is None else res.clocks
+    before = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=res.n_steps))])
+    return before[u] - before[res.versions_read]
+
+
+@pytest.mark.parametrize("bound", [None, 0, 2])
+def test_staleness_is_counted_in_gradients_in_both_modes(client, data, bound):
+    """One unit on the histogram's axis. No bound: every update is one gradient, so tau is the versions between
+    the read and the update (at most 3 on average with 4 nodes: each other node has one gradient in flight). Bound
+    s with N = 4 nodes: an update combines one clock of 4 gradients, so tau is 4 * (clocks missed), from 0 to 4 s;
+    bound 0 misses none: tau = 0 for every gradient, as on the synchronous server."""
+    X, y = data
+    n_updates = 200 if bound is None else 50
+    res = async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=n_updates, staleness_bound=bound,
+                    client=client)
+    assert len(res.staleness) == 200
+    assert np.array_equal(res.staleness, gradients_missed(res))
+    if bound is None:
+        assert np.array_equal(res.staleness, np.arange(200) - res.versions_read)
+        # every node has at most one gradient in flight (from the reply it read to its next push), so an update
+        # lands during at most the other 3 nodes' flights: the staleness sums to at most 3 per gradient (3 less
+        # the flights the end of the run cuts off, which are not recorded)
+        assert 0 < res.staleness.mean() <= 3.0
+    else:
+        assert set(np.unique(res.staleness)) <= {4 * c for c in range(bound + 1)}
+        assert bound > 0 or np.all(res.staleness == 0)
+
+
 def test_async_converges_and_records_every_gradient(client, data):
     X, y = data
     res = async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=300, seed=1, client=client)
@@ -75,13 +108,16 @@ def test_staleness_bound_holds(client, data, bound):
     X, y = data
     res = async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=80, staleness_bound=bound, client=client)
     assert res.n_steps == 80 and len(res.staleness) == 4 * 80  # every node's gradient in every update
-    assert res.staleness.max() <= bound  # (>= 0 holds by construction: the count above catches a dropped record)
+    # staleness in gradients: whole clocks of 4 gradients, at most `bound` of them (>= 0 holds by construction: the
+    # count above catches a dropped record)
+    assert res.staleness.max() <= 4 * bound and np.all(res.staleness % 4 == 0)
     assert res.losses[-1] < res.losses[0] / 10
     # update t combines clock t of every node, in node order, each computed at a version >= t - bound
     assert np.array_equal(res.nodes, np.tile(np.arange(4), 80))
     assert np.array_equal(res.clocks, np.repeat(np.arange(80), 4))
     assert np.all(res.versions_read >= res.clocks - bound)
-    assert np.array_equal(res.versions_read + res.staleness, res.clocks)
+    assert np.array_equal(res.staleness, 4 * (res.clocks - res.versions_read))
+    assert np.array_equal(res.staleness, gradients_missed(res))
     replay(client, X, y, res, lr=0.05, batch_size=16, seed=0)
 
 
@@ -193,6 +229,10 @@ def test_staleness_explorer(client, data):
     initial = experiments.staleness_runs(X, y, 2, n_gradients=200, client=client)
     e = widgets_async.staleness_explorer(X, y, bound="2", n_gradients=200, client=client, initial=initial)
     assert e.redraws == 1 and "bound 2: staleness at most" in e.status.value
+    # the keyboard reaches 0 (synchronous) and none (asynchronous) from the default in at most 3 presses each
+    options = list(e.controls["bound"].options)
+    assert options[0] == "0" and options[-1] == "none"
+    assert max(abs(options.index(v) - options.index("2")) for v in options) <= 3
     e.controls["bound"].value = "0"
     assert e.redraws == 2 and "bound 0: staleness at most 0," in e.status.value
     e.controls["bound"].value = "none"

@@ -98,6 +98,10 @@ def test_local_steps_explorer(client, data):
     e = widgets_async.local_steps_explorer(X, y, local_steps=16, layout="noniid", client=client, initial=initial)
     assert e.redraws == 1 and "H = 16: 16 messages per epoch" in e.status.value
     assert "H = 1 (distributed SGD): 250 messages per epoch" in e.status.value
+    # the keyboard steps through H = 1, 2, 4, ..., 32: every value from the default in at most 4 presses
+    options = list(e.controls["local_steps"].options)
+    assert options[0] == 1 and all(b == 2 * a for a, b in zip(options, options[1:]))
+    assert max(abs(options.index(v) - options.index(16)) for v in options) <= 4
     before = e.png
     e.controls["local_steps"].value = 4
     assert e.redraws == 2 and e.png != before and "H = 4: 62 messages per epoch" in e.status.value

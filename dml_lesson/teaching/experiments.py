@@ -166,11 +166,13 @@ def bound_value(label: str) -> int | None:
 def staleness_runs(X: Any, y: Any, bound: int | None, n_nodes: int = 4, lr: float = 0.05, batch_size: int = 16,
                    n_gradients: int = 400, seed: int = 0, client: Any = None) -> dict:
     """Notebook 08: the asynchronous server without a bound and with ``bound``, on the same number of
-    gradients (a bounded update combines ``n_nodes`` of them)."""
-    kw = dict(n_nodes=n_nodes, lr=lr, batch_size=batch_size, seed=seed, client=client)
-    runs = {"asynchronous (no bound)": async_sgd(X, y, n_updates=n_gradients, **kw)}
+    gradients and the same step per gradient: a bounded update combines ``n_nodes`` gradients at ``lr``, so the
+    run without a bound applies each gradient at ``lr / n_nodes`` (notebook 05's scaling rule)."""
+    kw = dict(n_nodes=n_nodes, batch_size=batch_size, seed=seed, client=client)
+    runs = {"asynchronous (no bound)": async_sgd(X, y, n_updates=n_gradients, lr=lr / n_nodes, **kw)}
     if bound is not None:
-        runs[f"bound {bound}"] = async_sgd(X, y, n_updates=n_gradients // n_nodes, staleness_bound=bound, **kw)
+        runs[f"bound {bound}"] = async_sgd(X, y, n_updates=n_gradients // n_nodes, staleness_bound=bound, lr=lr,
+                                           **kw)
     return runs
 
 

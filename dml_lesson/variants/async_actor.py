@@ -84,6 +84,7 @@ class AsyncServer:
         self.w, self.lr, self.bound = np.array(w0, dtype=float), lr, bound
         self.n_nodes, self.n_updates = n_nodes, n_updates
         self.version = 0
+        self.applied = [0]  # applied[v]: gradients applied to w before version v (v with no bound, n_nodes * v with)
         self.weights = [self.w]
         self.update_times: list[float] = []
         self.records: list[tuple[int, int, int, int, float]] = []  # node, clock, version read, staleness, time
@@ -130,9 +131,9 @@ class AsyncServer:
         grad_sum = np.array(grad_sum)
         now = time.perf_counter() - self.t0
         if self.bound is None:
-            self.records.append((node, clock, version, self.version - version, now))
+            self.records.append((node, clock, version, self._staleness(version), now))
             with np.errstate(all="ignore"):
-                self._update(self.w - self.lr * (grad_sum / count), now)
+                self._update(self.w - self.lr * (grad_sum / count), now, 1)
             if self.stopped:
                 await self._notify()
                 return None
@@ -144,17 +145,23 @@ class AsyncServer:
         await self._wait(lambda: self.version >= clock + 1 - self.bound, f"update {clock + 1 - self.bound}")
         return None if self.stopped else (self.w.tolist(), self.version)
 
+    def _staleness(self, version: int) -> int:
+        """tau of a gradient computed at ``version`` and applied by the next update: the gradients applied to ``w``
+        since that version (a clock's own gradients go in together, in the same update, so they do not count)."""
+        return self.applied[self.version] - self.applied[version]
+
     def _commit(self, now: float) -> None:
         """Apply one clock: every node's gradient, combined in node order as the synchronous server does."""
         pushes = self.pending.pop(self.version)
         for node in sorted(pushes):
             _, version, arrived = pushes[node]
-            self.records.append((node, self.version, version, self.version - version, arrived))
+            self.records.append((node, self.version, version, self._staleness(version), arrived))
         with np.errstate(all="ignore"):
-            self._update(self.w - self.lr * combine([pushes[n][0] for n in sorted(pushes)]), now)
+            self._update(self.w - self.lr * combine([pushes[n][0] for n in sorted(pushes)]), now, len(pushes))
 
-    def _update(self, w: np.ndarray, now: float) -> None:
+    def _update(self, w: np.ndarray, now: float, gradients: int) -> None:
         self.w, self.version = w, self.version + 1
+        self.applied.append(self.applied[-1] + gradients)
         self.weights.append(w)
         self.update_times.append(now)
         if self.version >= self.n_updates or not np.all(np.isfinite(w)) or np.abs(w).max() > self.limit:

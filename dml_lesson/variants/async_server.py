@@ -8,17 +8,27 @@ long-running task, a coroutine on the worker's event loop, and talk to the actor
 no thread hand-off): that is what makes a thousand updates per second possible on two workers.
 
 While a node computes, other nodes' gradients move ``w`` on: its gradient arrives **stale**. The server
-records, for every gradient, ``staleness = server version when applied - version it was computed at``.
+records, for every gradient, its staleness ``tau``: the gradients applied to ``w`` after the version the gradient
+was computed at and before the update that applies it. One unit in both modes below: gradients, not updates.
 
 ``staleness_bound=None`` (asynchronous SGD): each gradient is applied on arrival, as its own update
-``w <- w - lr * (mean gradient of the node's batch)``, so ``n_updates`` counts gradients.
+``w <- w - lr * (mean gradient of the node's batch)``, so ``n_updates`` counts gradients and ``tau`` is the server
+version when applied minus the version read. Each update moves ``w`` by one node's batch mean at ``lr``, where a
+synchronous step moves it by the mean of ``n_nodes`` at ``lr``: ``lr / n_nodes`` gives the same step per gradient.
 
 ``staleness_bound=s`` (stale-synchronous parallel, SSP): a node's ``t``-th gradient belongs to clock ``t``.
 The server applies a clock once every node has pushed its gradient for it, all together and in node order,
 exactly as the synchronous server combines a step (weighted mean); that is one update. A node may start clock
 ``t`` only once update ``t - s`` is done, and it then reads the newest ``w``: fast nodes run up to ``s`` clocks
-ahead, and every gradient's staleness is at most ``s``. With ``s = 0`` nobody runs ahead: it *is* the
-synchronous server, bit for bit (``distributed_sgd`` with the same seed gives the same weights).
+ahead. A gradient computed at version ``v`` and combined into update ``t`` missed ``t - v <= s`` clocks of
+``n_nodes`` gradients each: ``tau = n_nodes * (t - v)``, a multiple of ``n_nodes`` up to ``n_nodes * s`` (the
+gradients of its own clock go in with it, in the same update, so they do not count). With ``s = 0`` nobody runs
+ahead: it *is* the synchronous server, bit for bit (``distributed_sgd`` with the same seed gives the same weights),
+and every ``tau`` is 0.
+
+This differs from SSP as Ho et al. (NIPS 2013) define it: there each worker keeps its own clock, may run at most
+``s`` clocks ahead of the slowest, and every update is applied as it arrives, not combined per clock. Combining
+keeps ``s = 0`` equal to the synchronous server; the price is that staleness comes in whole clocks.
 
 Mini-batches are drawn from ``(seed, node, clock)`` as in :func:`~dml_lesson.core.optim.minibatch_indices`; which
 ``w`` each gradient meets depends on timing, so asynchronous runs are not repeatable: tests check properties.
@@ -62,7 +72,8 @@ class AsyncResult(TrainingResult):
     versions_read : numpy int array
         The version of ``w`` the gradient was computed at.
     staleness : numpy int array
-        Server version when the gradient was applied minus ``versions_read``.
+        ``tau``: gradients applied to ``w`` after ``versions_read`` and before the update that applied this one
+        (no bound: the update's index minus ``versions_read``; with a bound: ``n_nodes * (clocks - versions_read)``).
     arrival_times : numpy float array
         Seconds from the start (the moment all nodes were ready) to the gradient's arrival.
     """
@@ -117,7 +128,7 @@ def async_sgd(
         Updates of ``w`` to make, >= 1: gradients applied (no bound) or clocks completed (with a bound).
     staleness_bound : None or int
         None: asynchronous SGD, every gradient applied on arrival. ``s >= 0``: stale-synchronous, no node more
-        than ``s`` clocks ahead, every staleness at most ``s``; 0 is the synchronous server.
+        than ``s`` clocks ahead, every staleness at most ``n_nodes * s`` gradients; 0 is the synchronous server.
     seed : int
         Seed of the mini-batches, keyed ``(seed, node, clock)``.
     client : distributed.Client, optional

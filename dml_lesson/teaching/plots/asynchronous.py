@@ -14,10 +14,21 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ...core.result import TrainingResult
 from .base import COLORS, log_scale, new_figure
 from .training import plot_losses
+
+FLOOR_LABEL = "least squares on these rows"
+
+
+def plot_floor(ax: Any, floor: float | None) -> None:
+    """The in-sample floor as a dotted line: the least-squares loss on the training rows
+    (:func:`~dml_lesson.core.models.least_squares_floor`), the lowest any linear model reaches on them. It lies
+    below the noise variance, which is the expected loss on new rows."""
+    if floor is not None:
+        ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label=FLOOR_LABEL)
 
 
 def messages(res: TrainingResult) -> np.ndarray:
@@ -37,8 +48,7 @@ def plot_against_messages(ax: Any, results: dict[str, TrainingResult], floor: fl
         ax.plot(messages(res), res.losses, color=COLORS[i % len(COLORS)], label=label, linewidth=1.3)
         if res.diverged:
             ax.plot(messages(res)[-1], res.losses[-1], marker="x", color="red", markersize=9, mew=2)
-    if floor is not None:
-        ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="best possible")
+    plot_floor(ax, floor)
     log_scale(ax, "y")
     log_scale(ax, "x")
     ax.set_xlabel("messages exchanged (log scale)")
@@ -50,7 +60,8 @@ def compare_figure(results: dict[str, TrainingResult], floor: float | None = Non
     """Notebook 08: the same data trained three ways: loss against seconds and against messages."""
     fig = new_figure(2, 1, width=10.5, height=3.6)
     ax_t, ax_m = fig.axes
-    plot_losses(ax_t, results, x="time", floor=floor)
+    plot_losses(ax_t, results, x="time")
+    plot_floor(ax_t, floor)
     plot_against_messages(ax_m, results, floor=floor)
     ax_t.get_legend().remove()
     ax_t.set_title("against wall time", fontsize=10)
@@ -59,17 +70,31 @@ def compare_figure(results: dict[str, TrainingResult], floor: float | None = Non
 
 
 def plot_staleness(ax: Any, results: dict[str, Any], bound: int | None = None) -> None:
-    """Share of gradients at each staleness, one group of bars per run; the bound as a dashed line."""
-    top = max(int(r.staleness.max()) for r in results.values()) if results else 0
-    width = 0.8 / max(len(results), 1)
-    for i, (label, res) in enumerate(results.items()):
-        share = np.bincount(res.staleness, minlength=top + 1) / len(res.staleness)
-        ax.bar(np.arange(top + 1) + (i - (len(results) - 1) / 2) * width, share, width=width,
+    """Share of gradients at each staleness, one group of bars per run; the bound as a dashed line.
+
+    Staleness is counted in gradients in every mode (``AsyncResult.staleness``): a bound of ``s`` clocks lets a
+    gradient miss up to ``s`` clocks of ``n_nodes`` gradients, so the line stands at ``n_nodes * s``. The axis
+    ends at the largest 99th percentile of the runs (or the bound); the rarer, staler gradients share a last bar."""
+    n = max((r.params.get("n_nodes", 1) for r in results.values() if r.params.get("staleness_bound") is not None),
+            default=1)
+    runs = [np.asarray(r.staleness, dtype=np.int64) for r in results.values()]
+    top = max([int(np.percentile(v, 99)) for v in runs if len(v)] + [n * bound if bound is not None else 0])
+    tail = any(len(v) and v.max() > top for v in runs)
+    bins = top + 2 if tail else top + 1
+    width, highest = 0.8 / max(len(results), 1), 0.0
+    for i, (label, v) in enumerate(zip(results, runs)):
+        share = np.bincount(np.minimum(v, top + 1), minlength=bins) / max(len(v), 1)
+        highest = max(highest, float(share.max()))
+        ax.bar(np.arange(bins) + (i - (len(results) - 1) / 2) * width, share, width=width,
                color=COLORS[i % len(COLORS)], label=label)
     if bound is not None:
-        ax.axvline(bound + 0.5, color="red", linestyle="--", linewidth=1, label=f"bound {bound}")
-    ax.set_xlabel("staleness (updates the gradient did not see)")
+        ax.axvline(n * bound + 0.5, color="red", linestyle="--", linewidth=1,
+                   label=f"bound s = {bound}: τ ≤ {n * bound}")
+    ticks = [int(t) for t in MaxNLocator(nbins=8, integer=True).tick_values(0, top) if 0 <= t <= top - tail]
+    ax.set_xticks(ticks + [top + 1] if tail else ticks, [str(t) for t in ticks] + ([f">{top}"] if tail else []))
+    ax.set_xlabel("staleness τ (gradients applied since the w it read)")
     ax.set_ylabel("share of gradients")
+    ax.set_ylim(0, 1.5 * highest or 1.0)  # the top third is the legend's, above every bar
     ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
 
 
@@ -80,8 +105,9 @@ def staleness_figure(results: dict[str, Any], bound: int | None = None, floor: f
     fig = new_figure(2, 1, width=10.5, height=3.5, into=into)
     ax_h, ax_t = fig.axes
     plot_staleness(ax_h, {k: r for k, r in results.items() if hasattr(r, "staleness")}, bound)
-    plot_losses(ax_t, results, x="time", floor=floor)
-    ax_t.legend(fontsize=8, loc="upper right", framealpha=0.9)
+    plot_losses(ax_t, results, x="time")
+    plot_floor(ax_t, floor)
+    ax_t.legend(fontsize=8, loc="lower left", framealpha=0.9)  # the loss falls with time: that corner stays empty
     return fig
 
 
@@ -90,7 +116,8 @@ def local_figure(results: dict[str, TrainingResult], floor: float | None = None,
     as :func:`~dml_lesson.teaching.plots.training.new_figure`."""
     fig = new_figure(2, 1, width=10.5, height=3.5, into=into)
     ax_e, ax_m = fig.axes
-    plot_losses(ax_e, results, x="epoch", floor=floor)
+    plot_losses(ax_e, results, x="epoch")
+    plot_floor(ax_e, floor)
     plot_against_messages(ax_m, results, floor=floor)
     ax_e.get_legend().remove()
     return fig
