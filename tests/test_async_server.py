@@ -228,12 +228,12 @@ def test_staleness_explorer(client, data):
     X, y = data
     initial = experiments.staleness_runs(X, y, 2, n_gradients=200, client=client)
     e = widgets_async.staleness_explorer(X, y, bound="2", n_gradients=200, client=client, initial=initial)
-    assert e.redraws == 1 and "bound 2: staleness at most" in e.status.value
+    assert e.redraws == 1 and "bound 2: τ at most" in e.status.value
     # the keyboard reaches 0 (synchronous) and none (asynchronous) from the default in at most 3 presses each
     options = list(e.controls["bound"].options)
     assert options[0] == "0" and options[-1] == "none"
     assert max(abs(options.index(v) - options.index("2")) for v in options) <= 3
     e.controls["bound"].value = "0"
-    assert e.redraws == 2 and "bound 0: staleness at most 0," in e.status.value
+    assert e.redraws == 2 and "bound 0: τ at most 0 gradients," in e.status.value
     e.controls["bound"].value = "none"
     assert e.redraws == 3 and "bound" not in e.status.value.split("<small>")[0].replace("no bound", "")

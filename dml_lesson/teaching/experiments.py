@@ -177,14 +177,15 @@ def staleness_runs(X: Any, y: Any, bound: int | None, n_nodes: int = 4, lr: floa
 
 
 def staleness_status(results: dict) -> Status:
-    """For each run: largest staleness, updates per second, final loss; ``"bad"`` if one diverged (notebook 08)."""
+    """For each run: largest staleness τ (in gradients), server updates per second (a bounded run's update is a
+    clock of ``n_nodes`` gradients), final loss; ``"bad"`` if one diverged (notebook 08)."""
     parts = []
     for label, res in results.items():
         if res.diverged:
             parts.append(Status(f"{label}: diverged at update {res.diverged_at}", "bad"))
             continue
-        parts.append(Status(f"{label}: staleness at most {res.staleness.max()}, "
-                            f"{res.updates_per_second:.0f} updates/s, loss {res.losses[-1]:.4g}"))
+        parts.append(Status(f"{label}: τ at most {res.staleness.max()} gradients, "
+                            f"{res.updates_per_second:.0f} server updates/s, loss {res.losses[-1]:.4g}"))
     return join(parts)
 
 
@@ -205,14 +206,15 @@ def local_runs(X: Any, y: Any, local_steps: int, layout: str = "contiguous", **k
     return runs
 
 
-def local_status(results: dict) -> Status:
-    """Messages per epoch and final loss of each run; ``"bad"`` if one diverged (notebook 08)."""
+def local_status(results: dict, prefix: str = "") -> Status:
+    """Messages per epoch and final loss of each run, after ``prefix``; ``"bad"`` if one diverged (notebook 08)."""
     parts = []
     for label, res in results.items():
         per_epoch = res.params["messages_per_step"] * res.n_steps / res.epochs[-1]
         end = f"diverged at round {res.diverged_at}" if res.diverged else f"loss {res.losses[-1]:.4g}"
         parts.append(Status(f"{label}: {per_epoch:.0f} messages per epoch, {end}", "bad" if res.diverged else "ok"))
-    return join(parts)
+    line = join(parts)
+    return Status(prefix + line, line.severity)
 
 
 CURVE_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0)

@@ -95,6 +95,6 @@ def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "n
             pending.clear()
         elif v["local_steps"] > 1:
             results[f"H = {v['local_steps']}"] = local_run(X, y, v["local_steps"], kind, **kw)
-        return plots.local_figure(results, floor, into=into), f"{v['layout']}: " + local_status(results)
+        return plots.local_figure(results, floor, into=into), local_status(results, prefix=f"{v['layout']}: ")
 
     return Explorer(controls, step, redraw_into=True)
