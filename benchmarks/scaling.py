@@ -1,8 +1,8 @@
 """The scaling model of notebook 11 against measured runs on this machine: predicted vs measured step time.
 
 Calibrates :mod:`dml_lesson.analysis.costmodel` with :mod:`dml_lesson.analysis.calibration` (compute per row and
-weight in and beyond the cache, cache size; latency, bandwidth and per-message overhead of the server's direct calls
-and of the ring's task hops; the fixed cost of a one-node step of each topology, on an 8,000 x 10 problem that is
+weight in and beyond the cache, cache size; latency, bandwidth and gap g of the server's direct calls and of the
+ring's task hops; the fixed cost of a one-node step of each topology, on an 8,000 x 10 problem that is
 not one of the checked sizes), then runs ``dml.distributed_gd`` with N = 1, 2, 4 nodes and both topologies
 (``topology="server"`` with actors, ``topology="ring"``) on two problem sizes, and prints the median measured step
 time, the prediction of :func:`~dml_lesson.analysis.costmodel.local_step_time` and the relative error. The
@@ -42,7 +42,7 @@ def main() -> int:
     print(f"compute: {cal.compute_per_value * 1e9:.2f} ns per row and weight in the cache "
           f"({cal.cache_bytes / 2**20:.0f} MB), {cal.memory_per_value * 1e9:.2f} ns from memory")
     for link in (cal.direct, cal.hop):
-        print(f"{link.name}: latency {link.latency * 1e3:.2f} ms, overhead {link.overhead * 1e3:.2f} ms per extra "
+        print(f"{link.name}: latency a {link.latency * 1e3:.2f} ms, gap g {link.overhead * 1e3:.2f} ms per extra "
               f"message, bandwidth {link.bandwidth / 1e6:.0f} MB/s")
     print(f"fixed cost of a one-node step: server {cal.server_fixed * 1e3:.2f} ms, ring {cal.ring_fixed * 1e3:.2f} ms")
     print(f"\n{'rows':>8} {'d':>4} {'N':>2} {'topology':>8} {'measured':>10} {'predicted':>10} {'error':>7}")

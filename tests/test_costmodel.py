@@ -17,6 +17,7 @@ from dml_lesson.analysis.calibration import (
     calibrate,
 )
 from dml_lesson.analysis.costmodel import (
+    BACKWARD_SHARE,
     COMPARED,
     DATACENTER_10G,
     DATACENTER_100G,
@@ -24,7 +25,9 @@ from dml_lesson.analysis.costmodel import (
     Calibration,
     Network,
     break_even_rows,
+    bucket_comm_time,
     comm_time,
+    compared,
     compute_time,
     local_compute_time,
     local_step_time,
@@ -104,21 +107,45 @@ def test_tree_latency_grows_like_log_n_and_its_bytes_do_not_shrink():
     assert comm_time(10, 1, "tree", slow) == 0.0
 
 
-def test_overlap_is_never_slower_and_is_the_max_when_one_side_dominates():
-    rng = np.random.default_rng(0)
-    compute, comm = rng.lognormal(size=200), rng.lognormal(size=200)
-    for k in (1, 2, 8, 32):
-        t = step_time(compute, comm, k)
-        assert np.all(t <= compute + comm + 1e-12) and np.all(t >= np.maximum(compute, comm) - 1e-12)
+def test_overlap_is_a_pipeline_of_buckets_each_paying_its_latency():
     assert step_time(1.0, 0.5, 1) == 1.5  # no overlap: the sum
-    assert step_time(1.0, 1e-6, 8) == pytest.approx(1.0, rel=1e-6)  # compute dominates: the communication hides
-    assert step_time(1e-6, 1.0, 8) == pytest.approx(1.0, rel=1e-6)  # and the other way round
-    assert step_time(1.0, 1.0, 8) == pytest.approx(1.125)  # balanced: the most to gain, not quite 2x
-    nodes = 2 ** np.arange(11)
+    # by hand: 0.5 s forward, then 4 parts of 0.125 s of backward, each bucket 0.1 s of messages
+    assert step_time(1.0, 0.1, 4) == pytest.approx(0.5 + 0.125 + 0.1 + 3 * 0.125)
+    assert step_time(1.0, 0.1, 4, overlappable=0.0) == pytest.approx(1.0 + 4 * 0.1)  # nothing to hide behind
+    # a bucket is an all-reduce of m / k bytes: the latency in full, the bytes divided
     for topology, shards in COMPARED:
-        plain = speedup(10**5, 10**5, nodes, topology, DATACENTER_10G, 1e-9, shards)
-        hidden = speedup(10**5, 10**5, nodes, topology, DATACENTER_10G, 1e-9, shards, buckets=8)
-        assert np.all(hidden >= plain) and np.all(hidden <= 2 * plain)
+        whole = comm_time(10**5, 64, topology, DATACENTER_10G, shards)
+        part = bucket_comm_time(10**5, 64, topology, DATACENTER_10G, shards, 8)
+        assert whole / 8 < part < whole
+    slow = Network("slow", 1e-3, 1e15)  # latency only: each bucket costs as much as the whole gradient
+    assert bucket_comm_time(10, 8, "ring", slow, buckets=8) == pytest.approx(comm_time(10, 8, "ring", slow))
+
+
+def test_overlap_never_beats_the_larger_side_and_can_lose():
+    rng = np.random.default_rng(0)
+    nodes = 2 ** np.arange(11)
+    for net in (DATACENTER_10G, DATACENTER_100G, Network("slow", 1e-3, 1e8)):
+        for topology, shards in COMPARED:
+            for d in (100, 10**5, 10**7):
+                rows = int(rng.integers(10**3, 10**7))
+                for k in (2, 8, 32):
+                    hidden = predict_step_time(rows, d, nodes, topology, net, 1e-9, shards, k)
+                    comp = np.array([compute_time(rows, d, int(n), 1e-9) for n in nodes])
+                    comm = np.array([comm_time(d, int(n), topology, net, shards) for n in nodes])
+                    assert np.all(hidden >= np.maximum(comp, comm) * (1 - 1e-12)), (topology, d, k)
+                    assert np.all(hidden >= (comp + comm) / (1 + BACKWARD_SHARE) * (1 - 1e-12))  # at most 1.5x
+    # latency-bound: 8 buckets pay 8 ring latencies to hide a short backward pass, and the step gets slower
+    plain, hidden = (speedup(10**5, 10**5, 256, "ring", DATACENTER_10G, 1e-9, 1, k)[0] for k in (1, 8))
+    assert hidden < plain / 2
+    # bandwidth-bound (80 MB messages): overlap gains, though less than the bound
+    plain, hidden = (speedup(10**5, 10**7, 64, "server", DATACENTER_10G, 1e-9, 1, k)[0] for k in (1, 4))
+    assert plain * 1.2 < hidden < plain * (1 + BACKWARD_SHARE)
+
+
+def test_the_compared_designs_take_the_dedicated_shards():
+    assert compared(8) == COMPARED and compared(32)[1] == ("server", 32)
+    with pytest.raises(ValueError, match="shards must be >= 2"):
+        compared(1)
 
 
 def test_compute_shares_cores():
@@ -256,6 +283,8 @@ def test_bad_input_is_named(kwargs, match):
     (lambda: comm_time(10, 2, "ring", NET, shards=4), "shards applies to topology 'server' only"),
     (lambda: comm_time(10, 2, "tree", NET, shards=EVERY_NODE), "shards applies to topology 'server' only"),
     (lambda: step_time(1.0, 1.0, buckets=0), "buckets must be >= 1"),
+    (lambda: step_time(1.0, 1.0, buckets=2, overlappable=1.5), "overlappable must be"),
+    (lambda: bucket_comm_time(10, 2, "ring", NET, buckets=0), "buckets must be >= 1"),
     (lambda: local_step_time(CAL, 100, 10, 2, "tree"), "topology"),  # the tree is modelled, not run here
     (lambda: Calibration(1e-9, NET, NET, cores=2, memory_per_value=0.0), "memory_per_value must be a finite"),
     (lambda: Calibration(1e-9, NET, NET, cores=2, cache_bytes=-1.0), "cache_bytes must be a finite number > 0"),
@@ -354,6 +383,9 @@ def test_scaling_explorer_presets_custom_links_and_the_rule():
     assert "N = 16" in e.status.value and "every topology pays" in e.status.value and "#060" in e.status.value
     e.controls["network"].value = "this laptop (measured)"
     assert e.controls["latency_us"].value == pytest.approx(500.0)
+    before = e.redraws
+    e.controls["shards"].value = 32
+    assert "server, S = 32" in e.status.value and e.redraws == before + 1
 
 
 def test_scaling_status_severity_and_overlap():
@@ -364,11 +396,12 @@ def test_scaling_status_severity_and_overlap():
     assert mixed.severity == "warn" and "1 of 5 topologies pay; best tree" in mixed
     assert scaling_status(1000, 10, 16, DATACENTER_10G, 1e-9).severity == "bad"
     plain, hidden = (scaling_status(10**5, 10**5, 256, DATACENTER_10G, 1e-9, k) for k in (1, 8))
-    assert plain != hidden and "ring: 152" in plain and "ring: 236" in hidden
+    assert "ring: 152" in plain and "ring: 44" in hidden  # each of the 8 buckets pays the ring's latency
+    assert "server, S = 32" in scaling_status(10**5, 10**5, 256, DATACENTER_10G, 1e-9, shards=32)
 
 
 def test_scaling_sliders_reach_the_interesting_values_in_a_few_key_presses():
-    from dml_lesson.teaching.widgets.scaling import BUCKETS, scaling_explorer
+    from dml_lesson.teaching.widgets.scaling import BUCKETS, SHARDS, scaling_explorer
 
     cal = Calibration(1e-9, Network("d", 5e-4, 1.5e9), Network("h", 6e-3, 7e8), cores=2)
     c = scaling_explorer(cal).controls
@@ -378,3 +411,4 @@ def test_scaling_sliders_reach_the_interesting_values_in_a_few_key_presses():
     assert math.log10(DATACENTER_10G.bandwidth / DATACENTER_100G.bandwidth) / -c["gbps"].step == pytest.approx(4)
     assert math.log10(DATACENTER_10G.latency / DATACENTER_100G.latency) / c["latency_us"].step == pytest.approx(4)
     assert len(c["nodes"].options) == 11 and list(c["overlap"].options) == list(BUCKETS)
+    assert list(c["shards"].options) == list(SHARDS) and len(SHARDS) <= 8

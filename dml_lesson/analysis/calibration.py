@@ -1,7 +1,7 @@
 """Calibrating the cost model on this machine: small benchmarks of compute, links and fixed costs (notebook 11).
 
 :func:`calibrate` measures what :func:`~dml_lesson.analysis.costmodel.local_step_time` needs (the compute per row and
-weight in the cache and from memory, the cache size, latency, bandwidth and per-message overhead of the server's
+weight in the cache and from memory, the cache size, latency, bandwidth and gap ``g`` of the server's
 direct calls and of the ring's task hops, and the fixed cost of a one-node step of each topology), none of it on a
 run the model is checked against; :func:`measure_steps` times such runs and :func:`model_errors` compares them
 with the model (``benchmarks/scaling.py``).

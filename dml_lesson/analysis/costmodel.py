@@ -4,8 +4,8 @@ One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights 
 
 - **compute**: ``c * n_rows * d / N`` seconds, ``c`` the time per row and weight of one gradient (measured);
 - **communication**. A link is described by its latency ``a`` (the time one message takes from start to
-  end), its bandwidth ``B`` (bytes per second) and its per-message overhead ``g`` (how much later the
-  link's *next* message is done when messages are in flight at once; LogP's overhead/gap). A message of
+  end), its bandwidth ``B`` (bytes per second) and its gap ``g`` (how much later the link's *next* message is
+  done when messages are in flight at once: LogP's gap, the minimum interval between a sender's messages). A message of
   ``m = 8 (d + 2)`` bytes (the gradient with its row count and loss sum) then costs (:func:`comm_time`):
 
   - parameter server, one process: its one link sends ``w`` to ``N`` nodes and receives ``N`` gradients, all
@@ -14,21 +14,28 @@ One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights 
     parameter server"): the weights are split by key range over ``S`` server shards; each node sends ``m / S``
     bytes to each shard and gets as much back, so a shard's link carries ``2 N m / S`` bytes and a node sends
     ``S`` messages each way. Push, then pull, each as long as its busiest link. With every node also a shard
-    (``shards="N"``, as deployed in practice) a node's link carries ``2 (N - 1) m / N`` bytes: the ring's;
+    (``shards="N"``, a common co-located deployment; Li et al. use a separate server group) a node's link carries
+    ``2 (N - 1) m / N`` bytes: the ring's. Its time equals the ring's only under ``g = a``, full-duplex links
+    that send one message at a time, a non-blocking switch without incast, and push not overlapped with pull;
   - ring all-reduce: every node's link carries ``2 (N - 1)`` pieces of ``m / N`` bytes, one per round, all
     links at once: ``2 (N - 1) (a + m / (N B))``;
-  - tree all-reduce (a binomial tree: reduce to a root, then broadcast, ``ceil(log2 N)`` rounds each; Thakur,
-    Rabenseifner & Gropp 2005): ``2 ceil(log2 N) (a + m / B)``: few rounds, whole vectors.
+  - tree all-reduce, unpipelined (a binomial tree, one whole message per node and round: reduce to a root, then
+    broadcast, ``ceil(log2 N)`` rounds each; Thakur, Rabenseifner & Gropp 2005): ``2 ceil(log2 N) (a + m / B)``:
+    few rounds, whole vectors. Pipelined trees (NCCL's double binary tree) cut the vector into chunks and move
+    nearly the ring's bytes; recursive doubling takes ``log2 N (a + m / B)``. Neither is modelled.
 
   The datacenter presets give only ``a`` and ``B`` and take ``g = a`` (the classic latency-bandwidth model: a
   link handles its messages one after the other), so the server's cost there is ``2 N (a + m / B)``.
 
 - **overlap** (:func:`step_time`): production systems (PyTorch DDP: Li et al. 2020, VLDB, "PyTorch
-  Distributed") send the gradient in ``buckets`` parts, each as soon as it is computed, while the rest is still
-  being computed. With compute ``T_comp`` and communication ``T_comm`` such a pipeline takes
-  ``max(T_comp, T_comm) + min(T_comp, T_comm) / buckets`` instead of their sum: the larger of the two, plus the
-  one bucket of the smaller that cannot hide (the first bucket's compute or the last bucket's messages). The
-  model leaves out that each bucket pays the latency again.
+  Distributed") send the gradient in ``buckets`` parts, each as soon as the backward pass has computed it, while
+  the rest is still being computed. Only the backward pass overlaps: here the half ``X^T r`` of the gradient
+  (:data:`BACKWARD_SHARE`); the forward pass ``X w`` comes first. Each bucket is an all-reduce of ``m / buckets``
+  bytes and pays its latency again (:func:`bucket_comm_time`): with ``A`` the backward compute and ``C_b`` one
+  bucket's communication, the ``k`` buckets form a two-stage pipeline,
+  ``(T_comp - A) + A / k + C_b + (k - 1) max(A / k, C_b)``. Never faster than ``max(T_comp, T_comm)``; slower than
+  no overlap when the latency of the extra buckets outweighs the compute hidden. PyTorch's default bucket is
+  25 MB, so a gradient smaller than that is one bucket and does not overlap.
 
 On this machine (:func:`local_step_time`) ``N`` nodes share 2 worker processes (``cores=2``), each computing its
 nodes one after the other, more slowly when the data is larger than the processor's cache (it then streams from
@@ -59,7 +66,8 @@ ITEMSIZE = 8
 @dataclass(frozen=True)
 class Network:
     """A link for the model: ``latency`` ``a`` (s per message), ``bandwidth`` ``B`` (bytes/s) and
-    ``overhead`` ``g`` (s per extra message in flight at once; ``None``: ``g = a``, the classic model)."""
+    ``overhead``, the gap ``g`` (s per extra message in flight at once, LogP's gap; ``None``: ``g = a``, the classic
+    model; on this machine's task hops ``g`` can exceed ``a``: the one scheduler handles the tasks one by one)."""
 
     name: str
     latency: float
@@ -140,10 +148,17 @@ MODEL_TOPOLOGIES = ("server", "ring", "tree")
 tree all-reduce, modelled only. A sharded server is ``"server"`` with ``shards``."""
 EVERY_NODE = "N"
 """``shards=EVERY_NODE``: every node is also a server shard (``S = N``), the way parameter servers are deployed."""
-COMPARED: tuple[tuple[str, int | str], ...] = (("server", 1), ("server", 8), ("server", EVERY_NODE), ("ring", 1),
-                                                ("tree", 1))
-"""The ``(topology, shards)`` pairs notebook 11 compares: one server, 8 dedicated shards, every node a shard, ring,
-tree."""
+
+
+def compared(shards: int = 8) -> tuple[tuple[str, int | str], ...]:
+    """The ``(topology, shards)`` pairs notebook 11 compares: one server, ``shards`` dedicated server shards (an int
+    >= 2, machines beyond the ``N`` nodes), every node a shard, ring, tree."""
+    shards = check_int("shards", shards, low=2)
+    return (("server", 1), ("server", shards), ("server", EVERY_NODE), ("ring", 1), ("tree", 1))
+
+
+COMPARED = compared(8)
+"""Notebook 11's comparison with 8 dedicated shards."""
 
 
 def label(topology: str, shards: int | str = 1) -> str:
@@ -162,7 +177,8 @@ def _check_shards(topology: str, shards: int | str) -> int | str:
     return shards
 
 
-def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, shards: int | str = 1) -> float:
+def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, shards: int | str = 1,
+              nbytes: float | None = None) -> float:
     """Seconds of communication in one step, one machine per node (notebook 11's extrapolation).
 
     ``d + 2`` values travel (the gradient, the row count and the loss sum): ``m = 8 (d + 2)`` bytes.
@@ -175,12 +191,15 @@ def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, sha
     - ring: ``2 (N - 1) (a + m / (N B))``, rounds one after the other (each waits for the last piece);
     - tree: ``2 ceil(log2 N) (a + m / B)``, reduce to a root and broadcast back.
 
-    ``n_weights`` and ``n_nodes`` must be >= 1; ``shards`` other than 1 only for ``"server"``.
+    ``n_weights`` and ``n_nodes`` must be >= 1; ``shards`` other than 1 only for ``"server"``; ``nbytes``: a
+    message of another size than ``m`` (one bucket, :func:`bucket_comm_time`).
     """
     topology = check_choice("topology", topology, MODEL_TOPOLOGIES)
     shards = _check_shards(topology, shards)
     n = check_int("n_nodes", n_nodes, low=1)
     m = (check_int("n_weights", n_weights, low=1) + 2) * ITEMSIZE
+    if nbytes is not None:
+        m = check_float("nbytes", nbytes, low=0.0, low_open=True)
     a, g, bw = network.latency, network.overhead, network.bandwidth
     if topology == "ring":
         return 2 * (n - 1) * (a + m / (n * bw))
@@ -193,22 +212,44 @@ def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, sha
     return 2 * max(shard_link, node_link)
 
 
-def step_time(compute: float | np.ndarray, comm: float | np.ndarray, buckets: int = 1) -> float | np.ndarray:
-    """One step from its compute and its communication: their sum without overlap (``buckets=1``); with the
-    gradient sent in ``buckets`` parts while the rest is computed, ``max(compute, comm) + min(compute, comm) /
-    buckets`` (a two-stage pipeline of equal parts; notebook 11). Never slower than the sum, never faster than the
-    max; ``buckets`` >= 1.
+BACKWARD_SHARE = 0.5
+"""The share of a step's compute that can overlap with its messages: the backward pass. For the linear model the
+gradient ``X^T (X w - y)`` is a forward pass ``X w`` and a backward pass ``X^T r`` of ``n d`` multiply-adds each."""
+
+
+def step_time(compute: float | np.ndarray, bucket_comm: float | np.ndarray, buckets: int = 1,
+              overlappable: float = BACKWARD_SHARE) -> float | np.ndarray:
+    """One step from its compute and the communication of one bucket (notebook 11).
+
+    ``buckets=1``: no overlap, ``compute + bucket_comm`` (``bucket_comm`` is then the whole gradient's). With
+    ``k = buckets`` > 1 the backward share ``A = overlappable * compute`` is cut into ``k`` parts, each sent as an
+    all-reduce of its own (``bucket_comm`` seconds, see :func:`bucket_comm_time`) as soon as it is computed, while
+    the next part is computed: a two-stage pipeline, ``(compute - A) + A / k + C_b + (k - 1) max(A / k, C_b)``.
+    Never faster than ``max(compute, k C_b)`` nor than the compute; slower than no overlap when each bucket's
+    latency outweighs the compute it hides. ``buckets`` >= 1, ``overlappable`` in [0, 1].
     """
     k = check_int("buckets", buckets, low=1)
-    return np.maximum(compute, comm) + np.minimum(compute, comm) / k
+    f = check_float("overlappable", overlappable, low=0.0, high=1.0)
+    if k == 1:
+        return compute + bucket_comm
+    part = f * np.asarray(compute) / k
+    return (1 - f) * compute + part + bucket_comm + (k - 1) * np.maximum(part, bucket_comm)
+
+
+def bucket_comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, shards: int | str = 1,
+                     buckets: int = 1) -> float:
+    """Seconds of one bucket's all-reduce: :func:`comm_time` of ``m / buckets`` bytes, the latency paid in full
+    (notebook 11). A sharded server's bucket is split over its shards like the whole gradient."""
+    k = check_int("buckets", buckets, low=1)
+    return comm_time(n_weights, n_nodes, topology, network, shards, nbytes=(n_weights + 2) * ITEMSIZE / k)
 
 
 def predict_step_time(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
                       compute_per_value: float, shards: int | str = 1, buckets: int = 1) -> np.ndarray:
     """Predicted seconds per step for each node count, one core per node (notebook 11's figure and sliders).
 
-    ``shards``: server shards (see :func:`comm_time`); ``buckets``: overlap of compute and communication (see
-    :func:`step_time`; 1: none).
+    ``shards``: server shards (see :func:`comm_time`); ``buckets``: overlap of the backward pass with the
+    buckets' all-reduces (see :func:`step_time`; 1: none).
     """
     n_rows = check_int("n_rows", n_rows, low=1)
     n_weights = check_int("n_weights", n_weights, low=1)
@@ -219,7 +260,7 @@ def predict_step_time(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, to
         raise ValueError(f"n_nodes must be >= 1, got {nodes.min()}")
     return np.array([
         step_time(compute_time(n_rows, n_weights, int(n), compute_per_value),
-                  comm_time(n_weights, int(n), topology, network, shards), buckets)
+                  bucket_comm_time(n_weights, int(n), topology, network, shards, buckets), buckets)
         for n in nodes
     ])
 

@@ -14,10 +14,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ...analysis.costmodel import (
-    COMPARED,
     EVERY_NODE,
     Calibration,
     Network,
+    compared,
     label,
     local_step_time,
     predict_step_time,
@@ -141,8 +141,11 @@ def busiest_link_figure(n_nodes: list[int], server_bytes: list[float], ring_byte
     fig.subplots_adjust(right=0.62)  # the legend to the right of the data
     ax = fig.axes[0]
     n = np.array(n_nodes, dtype=float)
-    ax.plot(n, np.array(server_bytes) / 1e3, "o", color=COLORS[3], label="server's link, measured here")
-    ax.plot(n, np.array(ring_bytes) / 1e3, "s", color=COLORS[2], label="a ring node's link, measured here")
+    # hollow and larger: the server's point at N = 2 stays visible around the ring's (816 B against 832 B)
+    ax.plot(n, np.array(server_bytes) / 1e3, "o", color=COLORS[3], markersize=11, fillstyle="none",
+            markeredgewidth=1.5, label="server's link, measured here")
+    ax.plot(n, np.array(ring_bytes) / 1e3, "s", color=COLORS[2], markersize=5,
+            label="a ring node's link, measured here")
     grid = np.linspace(1, n.max(), 50)
     ax.plot(grid, 2 * grid * n_values * 8 / 1e3, color=COLORS[3], alpha=0.5, label="server, textbook 2 N d")
     ax.plot(grid, 2 * 2 * (grid - 1) / grid * n_values * 8 / 1e3, color=COLORS[2], alpha=0.5,
@@ -153,22 +156,30 @@ def busiest_link_figure(n_nodes: list[int], server_bytes: list[float], ring_byte
     return fig
 
 
-STYLES = {("server", 1): (COLORS[3], "-"), ("server", 8): (COLORS[1], "-"), ("server", EVERY_NODE): (COLORS[4], "--"),
-          ("ring", 1): (COLORS[2], "-"), ("tree", 1): (COLORS[0], "-")}
-"""Colour and line style of each compared topology (``costmodel.COMPARED``); the server with every node a shard
-is dashed because in the classic model its curve lies on the ring's."""
+def _style(topology: str, shards: int | str) -> dict[str, Any]:
+    """Colour, line style and markers of a compared topology. The ring has hollow circles and the server with every
+    node a shard is dashed: in the classic model (``g = a``) their curves coincide, and both stay visible."""
+    if topology == "ring":
+        return {"color": COLORS[2], "linestyle": "-", "marker": "o", "fillstyle": "none", "markersize": 6}
+    if topology == "tree":
+        return {"color": COLORS[0], "linestyle": "-"}
+    if shards == EVERY_NODE:
+        return {"color": COLORS[4], "linestyle": (0, (3, 2)), "linewidth": 2.0}
+    return {"color": COLORS[3] if shards == 1 else COLORS[1], "linestyle": "-"}
 
 
 def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_value: float,
                    n_nodes: int = 64, calibration: Calibration | None = None,
-                   measured: dict[str, Any] | None = None, buckets: int = 1, into: Figure | None = None) -> Figure:
+                   measured: dict[str, Any] | None = None, buckets: int = 1, shards: int = 8,
+                   into: Figure | None = None) -> Figure:
     """Predicted time per step (left) and speedup (right) against N, from 1 to 1,024 nodes, for every topology
-    of :data:`~dml_lesson.analysis.costmodel.COMPARED` (notebook 11).
+    of :func:`~dml_lesson.analysis.costmodel.compared` (``shards``: the dedicated shards) (notebook 11).
 
-    ``buckets`` > 1: compute and communication overlap (:func:`~dml_lesson.analysis.costmodel.step_time`); the
-    speedups without overlap are then drawn thin and pale beside them. With ``calibration``, the left panel adds
-    the model of this machine (N nodes on its 2 workers, N <= 8, dotted). ``measured`` (``{"n_rows",
-    "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``): step times measured here, drawn as points when
+    ``buckets`` > 1: the backward pass overlaps with the buckets' all-reduces
+    (:func:`~dml_lesson.analysis.costmodel.step_time`); the speedups without overlap are then drawn thin and pale
+    beside them. The lines are ``network`` with one machine per node. With ``calibration``, the left panel adds
+    the model of this laptop (N nodes on its 2 workers, N <= 8, dotted). ``measured`` (``{"n_rows",
+    "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``): step times measured here, drawn as squares when
     the sizes are the figure's. ``n_nodes`` is marked on the right. One legend, right of the panels.
     ``into``: the explorer's last frame, drawn into again (:func:`~dml_lesson.teaching.plots.training.recycle`).
     """
@@ -180,28 +191,29 @@ def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_va
     nodes = 2 ** np.arange(11)
     single = compute_per_value * n_rows * n_weights
     same_size = measured is not None and (measured["n_rows"], measured["n_weights"]) == (n_rows, n_weights)
-    for topology, shards in COMPARED:
-        color, style = STYLES[topology, shards]
-        name = label(topology, shards)
-        times = predict_step_time(n_rows, n_weights, nodes, topology, network, compute_per_value, shards, buckets)
-        on_top = 3 if shards == EVERY_NODE else 2  # dashed over the ring it equals when g = a
-        ax_t.plot(nodes, times * 1e3, color=color, linestyle=style, label=name, zorder=on_top)
-        ax_s.plot(nodes, single / times, color=color, linestyle=style, zorder=on_top)
+    for topology, s in compared(shards):
+        style = _style(topology, s)
+        same = s == EVERY_NODE and network.overhead == network.latency  # the classic model: on the ring
+        name = label(topology, s) + (" (= ring here)" if same else "")
+        times = predict_step_time(n_rows, n_weights, nodes, topology, network, compute_per_value, s, buckets)
+        on_top = 3 if s == EVERY_NODE else 2  # dashed over the ring it equals when g = a
+        ax_t.plot(nodes, times * 1e3, label=name, zorder=on_top, **style)
+        ax_s.plot(nodes, single / times, zorder=on_top, **style)
         if buckets > 1:
-            ax_s.plot(nodes, speedup(n_rows, n_weights, nodes, topology, network, compute_per_value, shards),
-                      color=color, linestyle=style, linewidth=0.8, alpha=0.4)
-        mark = predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value, shards, buckets)
-        ax_s.plot([n_nodes], single / mark, marker="D", color=color, markersize=5)
+            ax_s.plot(nodes, speedup(n_rows, n_weights, nodes, topology, network, compute_per_value, s),
+                      color=style["color"], linestyle=style["linestyle"], linewidth=0.8, alpha=0.4)
+        mark = predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value, s, buckets)
+        ax_s.plot([n_nodes], single / mark, marker="D", color=style["color"], markersize=5, zorder=4)
     for topology in ("server", "ring") if calibration is not None else ():
-        color = STYLES[topology, 1][0]
+        color = _style(topology, 1)["color"]
         here = [1, 2, 4, 8]
         local = [local_step_time(calibration, n_rows, n_weights, n, topology) for n in here]
         ax_t.plot(here, np.array(local) * 1e3, linestyle=":", marker=".", color=color,
-                  label=f"{topology}: model of this machine")
+                  label=f"{topology}: laptop model (2 workers)")
         if same_size and measured.get(topology):
             xs = sorted(measured[topology])
-            ax_t.plot(xs, [measured[topology][x] * 1e3 for x in xs], linestyle="none", marker="o", color=color,
-                      markersize=7, fillstyle="none", markeredgewidth=1.5, label=f"{topology}: measured here")
+            ax_t.plot(xs, [measured[topology][x] * 1e3 for x in xs], linestyle="none", marker="s", color=color,
+                      markersize=6, label=f"{topology}: laptop, measured")
     ax_t.axhline(single * 1e3, color="k", linestyle="--", linewidth=1, label="one machine")
     ax_s.axhline(1.0, color="k", linestyle=":", linewidth=1)
     ax_s.axvline(n_nodes, color="0.6", linewidth=0.8)
@@ -211,9 +223,10 @@ def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_va
         ax.set_xlabel("nodes N")
     ax_t.set_ylabel("ms per step")
     ax_s.set_ylabel("speedup over one machine")
-    ax_t.set_title(f"{n_rows:,} rows x {n_weights:,} weights", fontsize=9)
+    lines = f"lines: {network.name}" + ("; dotted, squares: this laptop" if calibration is not None else "")
+    ax_t.set_title(f"{n_rows:,} rows x {n_weights:,} weights\n{lines}", fontsize=8)
     overlap = f"overlap, {buckets} buckets (pale: none)" if buckets > 1 else "no overlap"
-    ax_s.set_title(f"{network.name}; {overlap}", fontsize=9)
+    ax_s.set_title(f"speedup on {network.name}\n{overlap}", fontsize=8)
     handles, labels = ax_t.get_legend_handles_labels()
     handles.append(Line2D([], [], color="k", linestyle=":", linewidth=1))
     labels.append("break-even (speedup 1)")

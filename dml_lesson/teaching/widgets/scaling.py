@@ -15,12 +15,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ...analysis.costmodel import (
-    COMPARED,
     DATACENTER_10G,
     DATACENTER_100G,
     Calibration,
     Network,
     break_even_rows,
+    compared,
     label,
     speedup,
 )
@@ -63,14 +63,16 @@ def presets(calibration: Calibration) -> dict[str, Network]:
 
 
 BUCKETS = {"no overlap": 1, "overlap, 2 buckets": 2, "overlap, 8 buckets": 8, "overlap, 32 buckets": 32}
-"""The overlap control's choices: the gradient sent in ``K`` buckets while the rest is computed (1: none)."""
+"""The overlap control's choices: the gradient sent in that many buckets while the backward pass runs (1: none)."""
+SHARDS = (2, 4, 8, 16, 32, 64, 128)
+"""The dedicated-shards control's choices (the one server and every node a shard are always drawn)."""
 
 
 def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None = None, n_rows: int = 200_000,
                      n_weights: int = 100, n_nodes: int = 64, network: str = DATACENTER_10G.name,
-                     buckets: int = 1) -> Explorer:
-    """Data size, model size, node count, bandwidth, latency and overlap against the predicted step time and
-    speedup of every compared topology (notebook 11).
+                     buckets: int = 1, shards: int = 8) -> Explorer:
+    """Data size, model size, node count, bandwidth, latency, overlap and the dedicated server shards against the
+    predicted step time and speedup of every compared topology (notebook 11).
 
     The log sliders move a quarter of a decade per key press (a decade in 4 presses; the two datacenter presets
     are 4 presses apart on either link slider).
@@ -87,6 +89,7 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
         "weights": w.FloatLogSlider(value=n_weights, base=10, min=1, max=8, step=0.25, description="weights d",
                                     readout_format=".2g"),
         "nodes": w.SelectionSlider(options=[2**k for k in range(11)], value=n_nodes, description="nodes N"),
+        "shards": w.SelectionSlider(options=SHARDS, value=shards, description="shards S"),
         "overlap": w.Dropdown(options=BUCKETS, value=buckets, description="overlap"),
         "network": w.Dropdown(options=[*nets, "custom"], value=network, description="network"),
         "gbps": w.FloatLogSlider(value=net.bandwidth * 8 / 1e9, base=10, min=-1, max=3, step=0.25,
@@ -98,12 +101,13 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         rows, d, n = int(round(v["rows"])), int(round(v["weights"])), v["nodes"]
         chosen = Network(v["network"], latency=v["latency_us"] * 1e-6, bandwidth=v["gbps"] * 1e9 / 8)
-        k = v["overlap"]
-        fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured, k, into=into)
+        k, shards = v["overlap"], v["shards"]
+        fig = scaling_figure(rows, d, chosen, calibration.compute_per_value, n, calibration, measured, k, shards,
+                             into=into)
         # the sizes and the links as the sliders show them, then the rule at this point
         shown = (f"{v['rows']:.2g} rows, d = {v['weights']:.2g}, {v['gbps']:.3g} Gb/s, "
                  f"{v['latency_us']:.3g} µs; ")
-        status = scaling_status(rows, d, n, chosen, calibration.compute_per_value, k)
+        status = scaling_status(rows, d, n, chosen, calibration.compute_per_value, k, shards)
         return fig, Status(shown + status, status.severity)
 
     explorer = Explorer(controls, step, redraw_into=True)
@@ -134,20 +138,21 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
 
 
 def scaling_status(n_rows: int, n_weights: int, n_nodes: int, network: Network, compute_per_value: float,
-                   buckets: int = 1) -> Status:
+                   buckets: int = 1, shards: int = 8) -> Status:
     """The rule at the chosen point (notebook 11): each compared topology's speedup at N, which pay, and the rows
-    from which the best of them pays (without overlap).
+    from which the best of them pays (without overlap). ``shards``: the dedicated server shards compared.
 
     Severity: ``"ok"`` when every topology pays at N, ``"warn"`` when only some do (the choice of topology
     decides), ``"bad"`` when none does (stay on one machine).
     """
+    pairs = compared(shards)
     speeds = {label(t, s): float(speedup(n_rows, n_weights, n_nodes, t, network, compute_per_value, s, buckets)[0])
-              for t, s in COMPARED}
+              for t, s in pairs}
     best = max(speeds, key=speeds.get)
     shown = "; ".join(f"{name}: {value:.3g}" for name, value in speeds.items())
     paying = [name for name, value in speeds.items() if value > 1]
-    topology, shards = COMPARED[list(speeds).index(best)]
-    rows = _rows_text(break_even_rows(n_weights, n_nodes, topology, network, compute_per_value, shards))
+    topology, best_shards = pairs[list(speeds).index(best)]
+    rows = _rows_text(break_even_rows(n_weights, n_nodes, topology, network, compute_per_value, best_shards))
     if len(paying) == len(speeds):
         verdict, severity = f"distribute: every topology pays; best {best} (pays from {rows} rows)", "ok"
     elif paying:
@@ -156,6 +161,8 @@ def scaling_status(n_rows: int, n_weights: int, n_nodes: int, network: Network, 
     else:
         verdict, severity = f"stay on one machine: no topology pays (the best, {best}, from {rows} rows)", "bad"
     return Status(f"speedup at N = {n_nodes}: {shown}. {verdict}", severity)
+
+
 def _rows_text(rows: float) -> str:
     if not np.isfinite(rows):
         return "never"
