@@ -228,9 +228,9 @@ def test_a_figure_of_another_shape_is_not_recycled():
 def test_codec_widget(client):
     X, y, _ = dml.make_regression(2000, 99, seed=0, block_size=250)
     e = widgets.codec_explorer(X, y, n_nodes=2, lr=0.2, n_steps=20, client=client)
-    assert "top-k 0.10:" in e.status.value and "of the bytes," in e.status.value  # both directions counted
+    assert "top-k 10%:" in e.status.value and "of the bytes," in e.status.value  # both directions counted
     assert "no compression: 100% of the bytes" in e.status.value
-    assert "top-k 0.10 + error feedback" in move(e, "error_feedback", True)
+    assert "top-k 10% + error feedback" in move(e, "error_feedback", True)
     assert e.controls["bits"].disabled and not e.controls["ratio"].disabled  # top-k: the share is its knob
     assert "quantize 4 bits + error feedback" in move(e, "codec", "quantize")
     assert not e.controls["bits"].disabled and e.controls["ratio"].disabled

@@ -124,7 +124,9 @@ def codec_runs(X: Any, y: Any, codecs: dict[str, Any], n_nodes: int = 4, lr: flo
 
 
 def codec_label(v: dict[str, Any]) -> str:
-    detail = {"top-k": f" {v['ratio']:.2f}", "random-k": f" {v['ratio']:.2f}", "quantize": f" {v['bits']} bits",
+    """A run's name from the codec widget's values, written as notebook 06 writes it ("top-k 10%")."""
+    share = f" {100 * v['ratio']:.3g}%"  # the kept share k/d: 10%, 15.8%, ...
+    detail = {"top-k": share, "random-k": share, "quantize": f" {v['bits']} bits",
               "sign": ""}[v["codec"]]
     return v["codec"] + detail + (" + error feedback" if v["error_feedback"] else "")
 

@@ -14,12 +14,14 @@ from ...analysis.tuning import SearchResult
 from .base import COLORS, log_scale, new_figure
 
 _MARKERS = ["o", "s", "^", "D", "v"]
+_LINESTYLES = ["-", "--", "-.", ":"]  # curves that coincide stay distinguishable
+_NICE = [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0]  # tick values on the zoomed log axis
 
 
 def trials_figure(results: dict[str, SearchResult]) -> Figure:
     """Left: each trial's validation loss against its learning rate (diverged trials as red crosses on top;
     successive halving's later rounds as larger markers). Right: the best loss found against the SGD steps
-    spent so far, the cost of each search (notebook 09)."""
+    spent so far, the cost of each search, zoomed on where the searches end (notebook 09)."""
     fig = new_figure(2, width=10.0, height=3.8)
     ax_lr, ax_cost = fig.axes
     finite = [t.score for r in results.values() for t in r.trials if not t.diverged]
@@ -34,7 +36,8 @@ def trials_figure(results: dict[str, SearchResult]) -> Figure:
         ax_lr.scatter([t.lr for t in bad], [top] * len(bad), marker="x", color="red", s=30)
         steps = np.cumsum([t.budget for t in res.trials])
         best = np.minimum.accumulate([t.score for t in res.trials])
-        ax_cost.step(steps, best, where="post", color=color, label=f"{name}: {res.total_steps} steps")
+        ax_cost.step(steps, best, where="post", color=color, linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+                     label=f"{name}: {res.total_steps} steps")
     log_scale(ax_lr, "x")
     log_scale(ax_lr, "y")
     ax_lr.set_xlabel("learning rate (log scale); red x: diverged or off the chart")
@@ -44,11 +47,15 @@ def trials_figure(results: dict[str, SearchResult]) -> Figure:
     log_scale(ax_cost, "x")
     log_scale(ax_cost, "y")
     ax_cost.set_xlabel("SGD steps spent by the search so far")
-    ax_cost.set_ylabel("best validation loss so far")
-    curves = [v for line in ax_cost.get_lines() for v in np.asarray(line.get_ydata(), float) if np.isfinite(v)]
-    if curves:  # an empty band above the highest curve for the legend, so it covers no data
-        ax_cost.set_ylim(min(curves) / 1.3, max(curves) * 12)
-    ax_cost.legend(fontsize=7, loc="upper right", ncols=2, framealpha=0.9)
+    ax_cost.set_ylabel("best validation loss so far (log scale)")
+    ends = [r.best.score for r in results.values() if not r.best.diverged]
+    if ends:  # zoom on where the searches end; early, far-off losses leave through the top (the legend's corner)
+        low, high = min(ends) * 0.95, min(ends) * 2.5
+        ax_cost.set_ylim(low, high)
+        ticks = [v for v in np.outer(10.0 ** np.arange(-3, 4), _NICE).ravel() if low <= v <= high]
+        ax_cost.set_yticks(ticks, [f"{v:g}" for v in ticks])
+        ax_cost.set_yticks([], minor=True)
+    ax_cost.legend(fontsize=7, loc="upper left", framealpha=0.9)
     return fig
 
 
