@@ -19,6 +19,7 @@ from dml_lesson.teaching.plots import privacy as plots_privacy
 from dml_lesson.teaching.widgets import privacy as wp
 from dml_lesson.variants import secagg
 from dml_lesson.variants.dp import (
+    ACCOUNTANTS,
     NEIGHBOURS,
     SAMPLINGS,
     GaussianNoise,
@@ -27,6 +28,7 @@ from dml_lesson.variants.dp import (
     clipped_model,
     clipped_share,
     dp_sgd,
+    no_accountant,
     participations,
     privacy_budget,
 )
@@ -187,6 +189,7 @@ def test_the_gap_splits_into_neighbours_and_sampling(sigma):
     table = budget_table(sigma, **kw)
     assert set(table) == {(s, n) for s in SAMPLINGS for n in NEIGHBOURS}
     assert table["poisson", "replace-one"] is None  # no accountant: left empty, never guessed
+    assert table["fixed-size", "zero-out"] is None
     for key, eps in table.items():
         if eps is not None:
             assert eps == privacy_budget(sigma, sampling=key[0], neighbours=key[1], **kw)
@@ -206,8 +209,12 @@ def test_budget_checks_its_inputs(monkeypatch):
         privacy_budget(1.0, 10, 5, [])
     with pytest.raises(ValueError, match="neighbours"):
         privacy_budget(1.0, 10, 5, [100], sampling="no-amplification", neighbours="add-remove")
-    with pytest.raises(ValueError, match="neighbours='replace-one' needs sampling='no-amplification'"):
+    with pytest.raises(ValueError, match="no Poisson analysis for replace-one"):
         privacy_budget(1.0, 10, 5, [100], neighbours="replace-one")
+    with pytest.raises(ValueError, match="only for replace-one"):
+        privacy_budget(1.0, 10, 5, [100], sampling="fixed-size")
+    with pytest.raises(ValueError, match="accountant"):
+        privacy_budget(1.0, 10, 5, [100], accountant="moments")
     with pytest.raises(ValueError, match="noise_multiplier"):
         dp_sgd(np.ones((10, 2)), np.ones(10), noise_multiplier=-1.0)
     with pytest.raises(ValueError, match="clip_norm"):
@@ -309,3 +316,40 @@ def test_dp_figure_names_what_it_plots_and_keeps_its_legend_off_the_curves():
         for line in ax_eps.get_lines()[:3]:
             points = ax_eps.transData.transform(line.get_xydata())
             assert not any(box.contains(px, py) for px, py in points), line.get_label()
+
+
+def test_fixed_size_sampling_halves_the_noise_multiplier_for_replace_one():
+    # dp-accounting's RDP formula for sampling without replacement reads sigma as noise std over the sensitivity,
+    # which is 2C under replace-one (google/differential-privacy issue 378): passing sigma itself understates epsilon.
+    import dp_accounting
+    import dp_accounting.rdp
+
+    def library(sigma):
+        acc = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+        acc.compose(dp_accounting.SampledWithoutReplacementDpEvent(
+            2000, 20, dp_accounting.GaussianDpEvent(sigma)), 100)
+        return acc.get_epsilon(1e-5)
+
+    for sigma in [1.0, 2.0, 4.0]:
+        eps = privacy_budget(sigma, 100, 20, [2000, 3000], sampling="fixed-size", neighbours="replace-one")
+        assert eps == pytest.approx(library(sigma / 2), rel=1e-12)
+        assert eps > library(sigma)
+    # a batch as large as the shard: no sampling, the Gaussian mechanism of sensitivity 2C at every step
+    whole = privacy_budget(2.0, 5, 20, [20], sampling="fixed-size", neighbours="replace-one")
+    assert whole == pytest.approx(privacy_budget(1.0, 5, 20, [20], sampling="no-amplification"), rel=1e-12)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_the_pld_accountant_is_tighter_and_agrees_on_the_neighbours(sigma):
+    kw = dict(n_steps=100, batch_size=20, shard_sizes=[2000, 2000], delta=1e-5)
+    rdp, pld = budget_table(sigma, **kw), budget_table(sigma, accountant="pld", **kw)
+    assert set(ACCOUNTANTS) == {"rdp", "pld"}
+    for key, eps in rdp.items():
+        if eps is not None and pld[key] is not None:
+            assert pld[key] < eps  # both upper bounds; the PLD one is tight up to its grid
+    assert pld["poisson", "zero-out"] < pld["poisson", "replace-one"] < pld["no-amplification", "zero-out"]
+    assert pld["no-amplification", "replace-one"] == pytest.approx(
+        privacy_budget(sigma / 2, sampling="no-amplification", accountant="pld", **kw), rel=1e-9)
+    assert [k for k in pld if pld[k] is None] == [
+        k for k in pld if no_accountant(*k, accountant="pld") is not None] == [
+        ("fixed-size", "zero-out"), ("fixed-size", "replace-one")]

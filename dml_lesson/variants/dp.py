@@ -5,18 +5,20 @@ DP-SGD changes two things in distributed SGD, and both fit the server's existing
 1. **Clipping**, in the model: :func:`clipped_model` wraps a :class:`~dml_lesson.core.models.Model` so that its
    gradient sum is the sum of per-example gradients, each scaled down to norm at most ``clip_norm`` (C). One
    row then moves the sum by at most C (its *sensitivity*).
-2. **Noise**, in the codec: :class:`GaussianNoise` adds ``N(0, (sigma C)^2 / k)`` to each of the ``k`` nodes'
-   gradient sums before they leave the node. The sum of ``k`` independent Gaussians of variance
-   ``(sigma C)^2 / k`` has variance ``(sigma C)^2``: the server's total carries exactly the noise of the
+2. **Noise**, in the codec: :class:`GaussianNoise` adds ``N(0, (sigma C)^2 / N)`` to each of the ``N`` nodes'
+   gradient sums before they leave the node. The sum of ``N`` independent Gaussians of variance
+   ``(sigma C)^2 / N`` has variance ``(sigma C)^2``: the server's total carries exactly the noise of the
    textbook algorithm, added once to the sum. Splitting it means the server never sees a noise-free sum
    (with secure aggregation, :mod:`dml_lesson.variants.secagg`, it sees only the noisy total), but it trusts every
    node to add its share: a node that skips it, or drops out, leaves less noise than was accounted. And the
    budget of noise multiplier sigma holds for whoever sees only the sum (the weights, or the server under
-   secure aggregation); a server that reads each node's message sees a row's node with noise sigma C / sqrt(k),
-   so for it the noise multiplier is sigma / sqrt(k).
+   secure aggregation); a server that reads each node's message sees a row's node with noise sigma C / sqrt(N),
+   so for it the noise multiplier is sigma / sqrt(N).
 
-The noise is drawn from the codec's generator, seeded by ``(seed, node, step)``, so a run repeats exactly.
-The server then divides by the global batch ``k * batch_size`` as usual.
+The noise is drawn from the codec's generator, seeded by ``(seed, node, step)``, so a run repeats exactly. That
+is for teaching only: whoever knows the seed can regenerate the noise and subtract it, so no epsilon holds. A real
+deployment draws the noise from a cryptographically secure generator with a secret seed.
+The server then divides by the global batch ``N * batch_size`` (fixed: every batch has exactly ``batch_size`` rows).
 
 **The privacy budget** (:func:`privacy_budget`) comes from Google's ``dp-accounting`` library (the optional
 extra ``dml-lesson[privacy]``, imported only when needed). A number needs two choices stated with it:
@@ -24,14 +26,23 @@ extra ``dml-lesson[privacy]``, imported only when needed). A number needs two ch
 * **how the batches were drawn.** The library's accountants know Poisson sampling (each row joins each step
   independently with probability q); this code, like most DP-SGD code in practice, shuffles each shard once per
   epoch and cuts it into batches. No accountant in the library covers shuffled batches, so ``"poisson"`` is the
-  number practitioners usually report (not a proven guarantee for this code) and ``"no-amplification"`` a valid
+  number practitioners usually report (not a proven guarantee for this code), ``"fixed-size"`` the number for a
+  fresh batch of exactly b rows drawn without replacement every step (RDP, replace-one only; Wang, Balle and
+  Kasiviswanathan 2019), also not this code's sampler, and ``"no-amplification"`` a valid
   bound for the code as it runs (each row is used in a known number of steps, each a Gaussian mechanism; no
   credit for sampling), which is larger.
 * **which datasets are neighbours.** ``"zero-out"``: one row replaced by a row whose clipped gradient is 0
   (Kairouz et al. 2021; the library's ``REPLACE_SPECIAL``), sensitivity C. Under Poisson sampling this gives the
   same number as add/remove-one (Abadi et al. 2016): a zero row adds nothing and leaves the other rows' draws
-  alone. ``"replace-one"``: one row's value changed, sensitivity 2C. The library has no Poisson accountant for
-  replace-one, so that combination raises a ``ValueError`` rather than a guess.
+  alone. ``"replace-one"``: one row's value changed, sensitivity 2C. The library's RDP accountant has no Poisson
+  analysis for replace-one (its PLD accountant has), so that combination raises a ``ValueError`` rather than a guess.
+* **which accountant.** ``"rdp"`` (Renyi DP, Mironov 2017) is fast and an upper bound; ``"pld"`` (privacy loss
+  distributions) is tight up to its discretization, and smaller. Both are upper bounds on the true epsilon.
+
+The library's Gaussian event takes sigma as noise std over the per-row norm bound C, but its RDP formulas read it as
+std over the sensitivity, which is 2C under replace-one (google/differential-privacy issue 378). This module
+therefore passes ``sigma / sensitivity`` with a relation that does not rescale it, and the PLD accountant's own
+replace-one relation (which doubles the sensitivity itself) only for Poisson sampling.
 
 :func:`budget_table` puts the four combinations side by side, so that a gap between two numbers can be split into
 the part the sampling explains and the part the neighbour definition explains (notebook 10).
@@ -51,8 +62,10 @@ from ..core.models import LINEAR, LOGISTIC, Model, get_model, sigmoid
 from ..core.result import TrainingResult
 from ..ps.server import distributed_sgd
 
-SAMPLINGS = ("poisson", "no-amplification")
+SAMPLINGS = ("poisson", "fixed-size", "no-amplification")
 NEIGHBOURS = ("zero-out", "replace-one")
+ACCOUNTANTS = ("rdp", "pld")
+PLD_DISCRETIZATION = 1e-3  # the PLD accountant's grid: coarser is faster and still an upper bound
 
 
 def _per_example_coefficients(model: Model, w: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
@@ -213,10 +226,11 @@ def privacy_budget(
     delta: float = 1e-5,
     sampling: str = "poisson",
     neighbours: str = "zero-out",
+    accountant: str = "rdp",
 ) -> float:
     """The epsilon of (epsilon, delta)-differential privacy after ``n_steps`` of DP-SGD (notebook 10).
 
-    Computed with ``dp-accounting``'s RDP accountant (install ``dml-lesson[privacy]``).
+    Computed with ``dp-accounting``'s RDP or PLD accountant (install ``dml-lesson[privacy]``).
 
     Parameters
     ----------
@@ -226,18 +240,22 @@ def privacy_budget(
         The run: steps, rows per node per step, and rows of each node's shard.
     delta : float
         The delta of (epsilon, delta)-DP, in (0, 1); take it well below 1 / number of rows.
-    sampling : ``"poisson"`` or ``"no-amplification"``
+    sampling : ``"poisson"``, ``"fixed-size"`` or ``"no-amplification"``
         ``"poisson"``: the accountant assumes each row joins each step independently with probability
         ``q = batch_size / smallest shard``. That is what DP-SGD papers and libraries usually report, but this
-        code shuffles each epoch instead: the number is *not* a proven guarantee for it. ``"no-amplification"``:
+        code shuffles each epoch instead: the number is *not* a proven guarantee for it. ``"fixed-size"``: a fresh
+        batch of exactly ``batch_size`` rows drawn without replacement every step (not this code either; RDP and
+        replace-one only). ``"no-amplification"``:
         a valid bound for the code as it runs. Each row is used in at most :func:`participations` steps, the
         batches do not depend on the data, and in each of those steps the row moves the sum by at most its
         sensitivity under noise sigma C: a Gaussian mechanism, composed over those steps.
     neighbours : ``"zero-out"`` or ``"replace-one"``
         Which datasets differ "in one row". ``"zero-out"``: one row replaced by a row whose clipped gradient is 0
         (sensitivity C, noise multiplier sigma); with Poisson sampling the same number as add/remove-one.
-        ``"replace-one"``: one row's value changed (sensitivity 2C, noise multiplier sigma / 2). Only with
-        ``"no-amplification"``: ``dp-accounting`` has no Poisson accountant for replace-one (ValueError).
+        ``"replace-one"``: one row's value changed (sensitivity 2C, noise multiplier sigma / 2).
+        :func:`no_accountant` says which combinations have no accountant (ValueError).
+    accountant : ``"rdp"`` or ``"pld"``
+        Renyi DP (fast, looser) or privacy loss distributions (tight up to :data:`PLD_DISCRETIZATION`).
 
     Returns
     -------
@@ -250,26 +268,48 @@ def privacy_budget(
     delta = check_float("delta", delta, low=0.0, high=1.0, low_open=True)
     sampling = check_choice("sampling", sampling, SAMPLINGS)
     neighbours = check_choice("neighbours", neighbours, NEIGHBOURS)
+    accountant = check_choice("accountant", accountant, ACCOUNTANTS)
     if len(shard_sizes) == 0:
         raise ValueError("shard_sizes must list at least one shard, got an empty list")
     shard_sizes = [check_int(f"shard_sizes[{i}]", s, low=1) for i, s in enumerate(shard_sizes)]
-    if sampling == "poisson" and neighbours == "replace-one":
-        raise ValueError("neighbours='replace-one' needs sampling='no-amplification': dp-accounting has no "
-                         "accountant for Poisson sampling under replace-one neighbours (use neighbours='zero-out')")
+    reason = no_accountant(sampling, neighbours, accountant)
+    if reason is not None:
+        raise ValueError(f"sampling={sampling!r}, neighbours={neighbours!r}, accountant={accountant!r}: {reason}")
     if noise_multiplier == 0.0:
         return math.inf
     dpa = _dp_accounting()
-    relation = {"zero-out": dpa.NeighboringRelation.REPLACE_SPECIAL,
-                "replace-one": dpa.NeighboringRelation.REPLACE_ONE}[neighbours]
-    accountant = dpa.rdp.RdpAccountant(neighboring_relation=relation)
-    if sampling == "poisson":
-        q = min(1.0, batch_size / min(shard_sizes))
-        accountant.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(noise_multiplier)), n_steps)
+    relation = dpa.NeighboringRelation
+    sensitivity = 1.0 if neighbours == "zero-out" else 2.0  # in units of C
+    n_min = min(shard_sizes)
+    if sampling == "poisson":  # the library's own relation: REPLACE_SPECIAL is zero-out; PLD's REPLACE_ONE doubles C
+        rel = relation.REPLACE_SPECIAL if neighbours == "zero-out" else relation.REPLACE_ONE
+        p = min(1.0, batch_size / n_min)
+        event, count = dpa.PoissonSampledDpEvent(p, dpa.GaussianDpEvent(noise_multiplier)), n_steps
+    elif sampling == "fixed-size" and batch_size < n_min:  # RDP reads sigma per unit of sensitivity (2C here)
+        rel = relation.REPLACE_ONE
+        event = dpa.SampledWithoutReplacementDpEvent(n_min, batch_size, dpa.GaussianDpEvent(noise_multiplier / 2))
+        count = n_steps
+    else:  # a Gaussian mechanism of sensitivity 1 after dividing sigma by the sensitivity
+        rel = relation.ADD_OR_REMOVE_ONE
+        event = dpa.GaussianDpEvent(noise_multiplier / sensitivity)
+        count = n_steps if sampling == "fixed-size" else participations(n_steps, batch_size, shard_sizes)
+    if accountant == "rdp":
+        acc = dpa.rdp.RdpAccountant(neighboring_relation=rel)
     else:
-        sensitivity = 1.0 if neighbours == "zero-out" else 2.0  # in units of C
-        accountant.compose(dpa.GaussianDpEvent(noise_multiplier / sensitivity),
-                           participations(n_steps, batch_size, shard_sizes))
-    return float(accountant.get_epsilon(delta))
+        acc = dpa.pld.PLDAccountant(neighboring_relation=rel, value_discretization_interval=PLD_DISCRETIZATION)
+    acc.compose(event, count)
+    return float(acc.get_epsilon(delta))
+
+
+def no_accountant(sampling: str, neighbours: str, accountant: str = "rdp") -> str | None:
+    """Why ``dp-accounting`` has no accountant for this combination, or None if it has one (notebook 10)."""
+    if sampling == "poisson" and neighbours == "replace-one" and accountant == "rdp":
+        return "the RDP accountant has no Poisson analysis for replace-one neighbours (the PLD accountant has)"
+    if sampling == "fixed-size" and neighbours == "zero-out":
+        return "sampling without replacement is analysed only for replace-one neighbours (Wang et al. 2019)"
+    if sampling == "fixed-size" and accountant == "pld":
+        return "the PLD accountant has no event for sampling without replacement"
+    return None
 
 
 def budget_table(
@@ -278,6 +318,7 @@ def budget_table(
     batch_size: int,
     shard_sizes: list[int],
     delta: float = 1e-5,
+    accountant: str = "rdp",
 ) -> dict[tuple[str, str], float | None]:
     """Epsilon for every ``(sampling, neighbours)`` pair, ``None`` where no accountant exists (notebook 10).
 
@@ -287,9 +328,9 @@ def budget_table(
     table: dict[tuple[str, str], float | None] = {}
     for sampling in SAMPLINGS:
         for neighbours in NEIGHBOURS:
-            known = not (sampling == "poisson" and neighbours == "replace-one")
+            known = no_accountant(sampling, neighbours, accountant) is None
             table[sampling, neighbours] = (privacy_budget(noise_multiplier, n_steps, batch_size, shard_sizes, delta,
-                                                          sampling, neighbours) if known else None)
+                                                          sampling, neighbours, accountant) if known else None)
     return table
 
 
@@ -297,7 +338,8 @@ def _dp_accounting() -> Any:
     """Import ``dp_accounting`` lazily, with an error that says how to install it."""
     try:
         import dp_accounting
-        import dp_accounting.rdp  # noqa: F401  (the subpackage is not imported by the package itself)
+        import dp_accounting.pld  # noqa: F401  (the subpackages are not imported by the package itself)
+        import dp_accounting.rdp  # noqa: F401
     except ImportError as exc:
         raise ImportError("the privacy budget needs Google's dp-accounting library: "
                           "pip install 'dml-lesson[privacy]' (or pip install dp-accounting)") from exc

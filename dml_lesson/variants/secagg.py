@@ -1,7 +1,7 @@
 """Secure aggregation by pairwise masks: the server learns the sum of the nodes' gradients, and nothing else
 (notebook 10).
 
-Every pair of nodes ``i < j`` shares a random mask ``m_ij``; node ``i`` adds it, node ``j`` subtracts it. Each
+Every pair of nodes ``i < j`` shares a random mask ``z_ij``; node ``i`` adds it, node ``j`` subtracts it. Each
 masked vector the server receives looks like uniform noise, but in the sum every mask appears once with ``+``
 and once with ``-`` and cancels. In floating point the cancellation would leave rounding errors (a mask of
 size 1e18 swallows a gradient of size 1), so the nodes first encode their gradients in **fixed point**:
@@ -14,7 +14,10 @@ Simplifications, said plainly: here each pair's mask comes from a generator seed
 ``(seed, step, i, j)``; in a real protocol (Bonawitz et al., 2017) the pair agrees on a secret seed by a key
 exchange, so the server cannot compute the masks, and secret-shares it so the sum survives a node dropping
 out. Here a node that does not answer leaves its masks in the sum (:func:`secure_sum` refuses a partial
-round).
+round). The real protocol also adds a per-node self-mask (double masking), so that rebuilding a dropped node's
+pair masks cannot expose a late node's input, and is secure only against a server colluding with fewer than the
+secret-sharing threshold of nodes. Distributed DP over secure aggregation adds discrete noise to the integers
+(Kairouz, Liu and Steinke, 2021).
 """
 
 from __future__ import annotations
@@ -62,8 +65,8 @@ def pair_mask(seed: int, step: int, i: int, j: int, d: int) -> np.ndarray:
 
 
 def mask(fixed: np.ndarray, node: int, n_nodes: int, seed: int, step: int) -> np.ndarray:
-    """Node ``node``'s masked vector: its fixed-point vector plus ``m_(node, j)`` for every ``j > node`` and
-    minus ``m_(j, node)`` for every ``j < node``, modulo 2**64."""
+    """Node ``node``'s masked vector: its fixed-point vector plus ``z_(node, j)`` for every ``j > node`` and
+    minus ``z_(j, node)`` for every ``j < node``, modulo 2**64."""
     node = check_int("node", node, low=0, high=n_nodes - 1, why="n_nodes - 1")
     out = np.array(fixed, dtype=np.uint64)
     for other in range(n_nodes):
