@@ -77,6 +77,23 @@ def test_staleness_is_counted_in_gradients_in_both_modes(client, data, bound):
         assert bound > 0 or np.all(res.staleness == 0)
 
 
+def test_staleness_sums_to_n_minus_1_per_update(client, data):
+    """Notebook 08's counting argument, exact for any timing: each node gets back the w that holds its own gradient
+    and always has one gradient in flight, so every update is missed by the N - 1 other nodes' gradients. Those
+    still in flight at the end are not recorded: node i's read the version after its last update (0 if it never
+    pushed) and missed every update since. And a node whose first reply came late (others had pushed before it
+    started) did not miss the updates before its first read."""
+    X, y = data
+    n = 4
+    res = async_sgd(X, y, n_nodes=n, lr=0.05 / n, batch_size=16, n_updates=200, client=client)
+    updates = res.n_steps
+    assert updates == 200 and not res.diverged
+    last_read = [np.flatnonzero(res.nodes == i)[-1] + 1 if np.any(res.nodes == i) else 0 for i in range(n)]
+    in_flight = sum(updates - v for v in last_read)
+    before_start = sum(int(res.versions_read[res.nodes == i][0]) for i in range(n) if np.any(res.nodes == i))
+    assert res.staleness.sum() + in_flight + before_start == (n - 1) * updates
+
+
 def test_async_converges_and_records_every_gradient(client, data):
     X, y = data
     res = async_sgd(X, y, n_nodes=4, lr=0.05, batch_size=16, n_updates=300, seed=1, client=client)

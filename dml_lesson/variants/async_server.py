@@ -19,16 +19,20 @@ synchronous step moves it by the mean of ``n_nodes`` at ``lr``: ``lr / n_nodes``
 ``staleness_bound=s`` (stale-synchronous parallel, SSP): a node's ``t``-th gradient belongs to clock ``t``.
 The server applies a clock once every node has pushed its gradient for it, all together and in node order,
 exactly as the synchronous server combines a step (weighted mean); that is one update. A node may start clock
-``t`` only once update ``t - s`` is done, and it then reads the newest ``w``: fast nodes run up to ``s`` clocks
-ahead. A gradient computed at version ``v`` and combined into update ``t`` missed ``t - v <= s`` clocks of
-``n_nodes`` gradients each: ``tau = n_nodes * (t - v)``, a multiple of ``n_nodes`` up to ``n_nodes * s`` (the
-gradients of its own clock go in with it, in the same update, so they do not count). With ``s = 0`` nobody runs
+``t`` only once clocks ``0 ... t - s - 1`` are applied (version ``>= t - s``), and it then reads the newest ``w``:
+fast nodes run up to ``s`` clocks ahead. A gradient of clock ``t`` computed at version ``v`` missed clocks
+``v ... t - 1``, ``t - v <= s`` clocks of ``n_nodes`` gradients each: ``tau = n_nodes * (t - v)``, a multiple of
+``n_nodes`` up to ``n_nodes * s`` (the gradients of its own clock go in with it, in the same update, so they do
+not count). With ``s = 0`` nobody runs
 ahead: it *is* the synchronous server, bit for bit (``distributed_sgd`` with the same seed gives the same weights),
 and every ``tau`` is 0.
 
-This differs from SSP as Ho et al. (NIPS 2013) define it: there each worker keeps its own clock, may run at most
-``s`` clocks ahead of the slowest, and every update is applied as it arrives, not combined per clock. Combining
-keeps ``s = 0`` equal to the synchronous server; the price is that staleness comes in whole clocks.
+SSP as Ho et al. (NIPS 2013) define it gives the same guarantee (a worker at clock ``t`` sees every update of
+clocks before ``t - s``) but applies each update as it arrives. With ``s = 0`` that is still bulk-synchronous:
+every gradient of clock ``t`` is computed at a ``w`` holding all earlier clocks, and applying them one at a time
+only reorders the additions. The differences: here a clock is applied atomically, so nobody reads a partly
+applied clock, whereas Ho's workers may read a fresher, partly updated ``w`` within the bound; and staleness here
+comes in whole clocks.
 
 Mini-batches are drawn from ``(seed, node, clock)`` as in :func:`~dml_lesson.core.optim.minibatch_indices`; which
 ``w`` each gradient meets depends on timing, so asynchronous runs are not repeatable: tests check properties.

@@ -23,12 +23,6 @@ LOCAL_STEPS = (1, 2, 4, 8, 16, 32)
 IID_LABELS = {"IID (contiguous)": "contiguous", "non-IID (sorted by y)": "noniid"}
 
 
-
-
-
-
-
-
 def staleness_explorer(X: Any, y: Any, bound: str = "2", n_nodes: int = 4, lr: float = 0.05, batch_size: int = 16,
                        n_gradients: int = 400, seed: int = 0, floor: float | None = None,
                        client: Any = None, initial: dict | None = None) -> Explorer:
@@ -57,12 +51,6 @@ def staleness_explorer(X: Any, y: Any, bound: str = "2", n_nodes: int = 4, lr: f
         return plots.staleness_figure(results, value, floor, into=into), staleness_status(results)
 
     return Explorer(controls, step, redraw_into=True)
-
-
-
-
-
-
 
 
 def local_steps_explorer(X: Any, y: Any, local_steps: int = 16, layout: str = "noniid", n_nodes: int = 4,
