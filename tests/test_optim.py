@@ -49,6 +49,27 @@ def test_sgd_batches_are_without_replacement_within_an_epoch():
     assert dml.minibatch_indices(n, n, 5, 0, 3) == slice(None)
 
 
+def test_leftover_rows_are_skipped_and_the_next_epoch_reshuffles_all_rows():
+    n, b = 103, 10  # 10 batches per epoch, 3 rows left over
+    epoch = [np.concatenate([dml.minibatch_indices(n, b, 5, 0, t) for t in range(e * 10, (e + 1) * 10)])
+             for e in range(20)]
+    skipped = [np.setdiff1d(np.arange(n), rows) for rows in epoch]
+    assert all(len(rows) == 100 and len(np.unique(rows)) == 100 for rows in epoch)
+    assert all(len(s) == 3 for s in skipped)
+    # the leftovers do not open the next epoch: it is a fresh shuffle of all 103 rows
+    assert not np.array_equal(epoch[1][:3], skipped[0])
+    assert len({tuple(s) for s in skipped}) > 1  # a different three rows are skipped from epoch to epoch
+    assert len(np.unique(np.concatenate(epoch[:5]))) == n  # every row is used within a few epochs
+
+
+def test_epochs_count_passes_over_the_data(data):
+    X, y, _ = data
+    b = 128  # 2000 // 128 = 15 steps per epoch, 80 rows skipped each epoch
+    res = dml.sgd(X, y, lr=0.01, batch_size=b, n_steps=3 * (len(y) // b))
+    assert res.n_steps == 45
+    assert res.epochs[-1] == pytest.approx(45 * 128 / 2000)  # 2.88 passes, not 3
+
+
 def test_sgd_with_the_full_batch_is_gd(data):
     X, y, _ = data
     gd = dml.gradient_descent(X, y, lr=0.1, n_steps=20)

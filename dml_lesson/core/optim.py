@@ -77,8 +77,10 @@ def sgd(
     """Mini-batch stochastic gradient descent on one machine (notebook 02).
 
     Each step uses ``batch_size`` rows drawn without replacement within an epoch (a seeded shuffle of all rows
-    per epoch, cut into batches of exactly ``batch_size`` rows; the few rows left over wait for the next
-    epoch's shuffle). ``losses`` holds the full-data loss after every step.
+    per epoch, cut into ``len(y) // batch_size`` batches of exactly ``batch_size`` rows; the ``len(y) % batch_size``
+    rows left over are skipped that epoch, and the next epoch reshuffles all rows). An epoch is therefore
+    ``len(y) // batch_size`` steps, which may use fewer rows than one pass (``TrainingResult.epochs`` counts
+    passes: rows used / rows). ``losses`` holds the full-data loss after every step.
 
     Parameters
     ----------
@@ -113,7 +115,8 @@ def minibatch_indices(n_rows: int, batch_size: int, seed: int, node: int, step: 
     """Rows of a shard that a node uses at ``step``: a function of ``(seed, node, step)`` only.
 
     Epoch ``e`` shuffles the shard with ``default_rng([seed, node, e])`` and cuts it into
-    ``n_rows // batch_size`` batches of exactly ``batch_size`` rows. A batch as large as the shard is the
+    ``n_rows // batch_size`` batches of exactly ``batch_size`` rows; the ``n_rows % batch_size`` rows at the end of
+    the shuffle are skipped that epoch (the next epoch reshuffles all rows). A batch as large as the shard is the
     whole shard in its own order (``slice(None)``), so it reproduces gradient descent bit for bit.
     """
     if batch_size >= n_rows:

@@ -16,7 +16,8 @@ HINTS = {
     1: "The mean squared error averages over the rows you pass in: divide by len(y), not by a fixed number. "
        "Differentiate (x.w - y)**2 with respect to w: 2 (x.w - y) x.",
     2: "Shuffle the row indices once per epoch (rng.permutation), then cut the shuffled list into consecutive "
-       "pieces of exactly batch_size rows; the leftover rows wait for the next epoch.",
+       "pieces of exactly batch_size rows: n_rows // batch_size of them. The n_rows % batch_size rows left over are "
+       "skipped this epoch; the next epoch reshuffles all rows.",
     3: "Node i of N gets rows from i*n//N up to (i+1)*n//N: every row once, sizes differing by at most one.",
     4: "Add up the nodes' gradient sums and divide once by the total number of rows: a node with more rows "
        "must weigh more.",
