@@ -59,7 +59,7 @@ def sgd_status(res: Any) -> Status:
     b, lr = res.params["batch_size"], res.params["lr"]
     if res.diverged:
         return Status(f"batch {b}, lr {lr:.3g}: diverged at step {res.diverged_at}: lower the learning rate", "bad")
-    return Status(f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} epochs, "
+    return Status(f"batch {b}, lr {lr:.3g}: {res.n_steps} steps = {res.epochs[-1]:.3g} passes over the data, "
                   f"final loss {res.losses[-1]:.4g}")
 
 
