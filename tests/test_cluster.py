@@ -259,18 +259,31 @@ def test_the_timeline_splits_waiting_into_later_start_and_longer_compute():
     tl.rows = node_steps(_stream((0, 0, "a", 10.0, 11.0), (1, 0, "b", 12.0, 15.0)))
     assert [r.waiting for r in tl.rows] == [4.0, 0.0]
     assert tl.waiting_parts() == {"later start": 2.0, "longer compute": 2.0}
+    assert tl.stagger().tolist() == [2.0]
+
+
+def test_the_timeline_takes_off_the_clock_offset_dask_added_per_worker(client):
+    """Worker b's times were moved 0.08 s late: with that offset taken off, its task starts with worker a's."""
+    from dml_lesson.cluster.timeline import clock_offsets, node_steps
+
+    rows = node_steps(_stream((0, 0, "a", 1.0, 2.0), (1, 0, "b", 1.08, 1.58)), {"b": 0.08})
+    assert [(r.node, r.start, r.stop) for r in rows] == [(0, 0.0, 1.0), (1, pytest.approx(0.0), pytest.approx(0.5))]
+    offsets = clock_offsets(client)  # workers on this machine: one offset per worker, milliseconds at most
+    assert set(offsets) == set(dml.worker_addresses(client))
+    assert all(abs(d) < 1.0 for d in offsets.values())
 
 
 def test_the_pace_of_a_step_counts_a_worker_s_tasks_in_a_row_and_the_gap():
-    """Worker a runs nodes 0 and 2 one after the other (2 s + 1 s), worker b node 1 (2.5 s): the busiest worker's
-    compute is 3 s, longer than the largest task (2.5 s); the next step starts 4 s after the last stop."""
+    """Worker a runs nodes 0 and 2 one after the other (2 s + 1 s), starting 0.5 s after worker b's node 1 (2.5 s)
+    and, in step 1, waiting another 0.5 s between them: the busiest worker's compute is 3 s, longer than the largest
+    task (2.5 s), and each step lasts that plus its idle time (3.5 s, then 4 s); the gap is 3.5 s."""
     from dml_lesson.cluster.timeline import Timeline, node_steps
 
     tl = Timeline.__new__(Timeline)
-    tl.rows = node_steps(_stream((0, 0, "a", 0.0, 2.0), (2, 0, "a", 2.0, 3.0), (1, 0, "b", 0.0, 2.5),
-                                 (0, 1, "a", 7.0, 9.0), (2, 1, "a", 9.0, 10.0), (1, 1, "b", 7.0, 9.5)))
+    tl.rows = node_steps(_stream((0, 0, "a", 0.5, 2.5), (2, 0, "a", 2.5, 3.5), (1, 0, "b", 0.0, 2.5),
+                                 (0, 1, "a", 7.5, 9.5), (2, 1, "a", 10.0, 11.0), (1, 1, "b", 7.0, 9.5)))
     pace = tl.pace()
-    assert pace == {"step": 3.0, "largest task": 2.5, "busiest worker": 3.0, "gap": 4.0}
+    assert pace == {"step": 3.75, "largest task": 2.5, "busiest worker": 3.0, "busiest idle": 0.75, "gap": 3.5}
 
 
 def test_the_timeline_names_the_node_steps_with_no_recorded_task():
@@ -297,14 +310,17 @@ def _busy_rows(shard):
 
 
 def test_unpinned_tasks_run_where_their_shard_is_and_wait_there_when_it_is_busy(client):
-    """Notebook 03: a task on a shard held by one worker, submitted without ``workers=``, runs on that worker; four
-    such tasks at once all queue there while the other worker idles (this cluster runs without work stealing)."""
+    """Notebook 03: a task on a shard held by one worker, submitted without ``workers=``, runs on that worker; eight
+    such tasks at once (more than twice the threads) all queue there while the other worker idles: their inputs
+    come from 8 shard tasks, too many for a root-ish group, and this cluster runs without work stealing. Eight
+    tasks without input are root-ish: they go to whichever worker has a free thread, so both workers run some."""
+    import time
     from collections import Counter
 
     from distributed import get_task_stream
 
     X, y = dml.make_regression(800, 3, seed=11, block_size=100)[:2]
-    p = dml.place_shards(client, X, y, n_nodes=4, layout="shuffled")
+    p = dml.place_shards(client, X, y, n_nodes=8, layout="shuffled")
     held = client.who_has(p.futures)
     assert all(len(held[f.key]) == 1 for f in p.futures)
     with get_task_stream(client) as stream:
@@ -313,5 +329,8 @@ def test_unpinned_tasks_run_where_their_shard_is_and_wait_there_when_it_is_busy(
     ran = {t["key"]: t["worker"] for t in stream.data}
     assert [ran[t.key] for t in tasks] == [held[f.key][0] for f in p.futures]
     with get_task_stream(client) as stream:
-        client.gather([client.submit(_busy_rows, p.futures[0], pure=False) for _ in range(4)])
-    assert Counter(t["worker"] for t in stream.data) == {held[p.futures[0].key][0]: 4}
+        client.gather(client.map(_busy_rows, [p.futures[0]] * 8, pure=False))
+    assert Counter(t["worker"] for t in stream.data) == {held[p.futures[0].key][0]: 8}
+    with get_task_stream(client) as stream:
+        client.gather(client.map(time.sleep, [0.05] * 8, pure=False))
+    assert {t["worker"] for t in stream.data} == set(dml.worker_addresses(client))

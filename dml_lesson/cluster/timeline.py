@@ -3,10 +3,12 @@
 Run a training with ``transport="tasks"`` inside :class:`Timeline`; each node step is a task named
 ``node_step-<node>-<step>-<run>``, and the task stream records its worker, start and stop. In a synchronous
 step every node waits at the barrier for the last one: a node's waiting time is the step's last stop minus its
-own stop. That time has two parts (:meth:`Timeline.waiting_parts`): the last task *started* later (the server's
-messages leave one after another, and a worker with one thread runs its nodes' tasks one after another) and it
-computed longer. Only tasks that ran to the end are recorded: with backup nodes, a task the server stopped
-waiting for is released, and is either never started or finished unrecorded (:meth:`Timeline.missing`).
+own stop. That time has two parts (:meth:`Timeline.waiting_parts`): the last task *started* later (the server
+submits the tasks one after another and each passes through the scheduler: the dispatch stagger,
+:meth:`Timeline.stagger`; a worker with one thread also runs its nodes' tasks one after another) and it computed
+longer (negative when it computed less than the others). Only tasks that ran to the end are recorded: with
+backup nodes, a task the server stopped waiting for is released, and is either never started or finished
+unrecorded (:meth:`Timeline.missing`).
 """
 
 from __future__ import annotations
@@ -49,13 +51,16 @@ class Timeline:
         self.rows: list[NodeStep] = []
 
     def __enter__(self) -> Timeline:
+        self._offsets = clock_offsets(self.client)
         self._stream = get_task_stream(self.client)
         self._stream.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stream.__exit__(*exc)
-        self.rows = node_steps(self._stream.data)
+        after = clock_offsets(self.client)
+        offsets = {w: (self._offsets[w] + a) / 2 for w, a in after.items() if w in self._offsets}
+        self.rows = node_steps(self._stream.data, offsets)
 
     def per_node(self, attribute: str) -> dict[int, float]:
         """Median of ``"compute"`` or ``"waiting"`` seconds per node."""
@@ -66,6 +71,12 @@ class Timeline:
         """Per step, from the first start to the barrier."""
         steps = sorted({r.step for r in self.rows})
         return np.array([max(r.barrier for r in self.rows if r.step == s) -
+                         min(r.start for r in self.rows if r.step == s) for s in steps])
+
+    def stagger(self) -> np.ndarray:
+        """Per step, the last task's start minus the first one's, in seconds: the dispatch stagger (notebook 03)."""
+        steps = sorted({r.step for r in self.rows})
+        return np.array([max(r.start for r in self.rows if r.step == s) -
                          min(r.start for r in self.rows if r.step == s) for s in steps])
 
     def nodes_per_step(self) -> dict[int, list[int]]:
@@ -97,21 +108,27 @@ class Timeline:
     def pace(self) -> dict[str, float]:
         """Medians over the steps, in seconds, of what a step's length is made of (notebook 07): ``"step"`` (first
         start to last stop), ``"largest task"`` (the longest single node task), ``"busiest worker"`` (the summed
-        compute of the tasks on the worker that computed most: its thread runs them one after another) and
-        ``"gap"`` (from a step's last stop to the next step's first start: the server's turn and the messages)."""
+        compute of the tasks on the worker that computed most: its thread runs them one after another),
+        ``"busiest idle"`` (from the step's first start to that worker's last stop, the time its thread did not
+        compute: it waited for its tasks to arrive, the dispatch stagger; a step lasts about this plus its
+        compute) and ``"gap"`` (from a step's last stop to the
+        next step's first start: the server's turn and the messages)."""
         steps = sorted({r.step for r in self.rows})
-        largest, busiest, gaps = [], [], []
+        largest, busiest, late, gaps = [], [], [], []
         for i, s in enumerate(steps):
             step = [r for r in self.rows if r.step == s]
             largest.append(max(r.compute for r in step))
             per_worker: dict[str, float] = {}
             for r in step:
                 per_worker[r.worker] = per_worker.get(r.worker, 0.0) + r.compute
-            busiest.append(max(per_worker.values()))
+            top = max(per_worker, key=lambda w: per_worker[w])
+            busiest.append(per_worker[top])
+            late.append(max(r.stop for r in step if r.worker == top) - min(r.start for r in step) - per_worker[top])
             if i + 1 < len(steps):
                 gaps.append(min(r.start for r in self.rows if r.step == steps[i + 1]) - step[0].barrier)
         return {"step": float(np.median(self.step_seconds())), "largest task": float(np.median(largest)),
-                "busiest worker": float(np.median(busiest)), "gap": float(np.median(gaps)) if gaps else 0.0}
+                "busiest worker": float(np.median(busiest)), "busiest idle": float(np.median(late)),
+                "gap": float(np.median(gaps)) if gaps else 0.0}
 
 
 def node_step_key(node: int, step: int, run: str = "") -> str:
@@ -120,8 +137,28 @@ def node_step_key(node: int, step: int, run: str = "") -> str:
     return f"node_step-{node}-{step}-{run or 'run'}"
 
 
-def node_steps(tasks: list[dict[str, Any]]) -> list[NodeStep]:
-    """Parse task-stream records of ``node_step-<node>-<step>-<run>`` tasks into :class:`NodeStep` rows."""
+def _scheduler_delay(dask_worker: Any) -> float:
+    return float(dask_worker.scheduler_delay)
+
+
+def clock_offsets(client: Client) -> dict[str, float]:
+    """Per worker, the offset (seconds) Dask added to its task times: each worker moves its times onto the
+    scheduler's clock by an offset it estimates from a round trip at every heartbeat, which on a busy machine is
+    off by milliseconds, sometimes tens of them. Workers on one machine share its clock and need no offset, so
+    :class:`Timeline` takes it off again; empty (no correction) when the workers run on several hosts."""
+    hosts = {str(addr).split("://")[-1].rsplit(":", 1)[0] for addr in client.scheduler_info()["workers"]}
+    if len(hosts) != 1:
+        return {}
+    try:
+        return {str(w): float(d) for w, d in client.run(_scheduler_delay).items()}
+    except Exception:  # a worker leaving meanwhile: keep Dask's times
+        return {}
+
+
+def node_steps(tasks: list[dict[str, Any]], offsets: dict[str, float] | None = None) -> list[NodeStep]:
+    """Parse task-stream records of ``node_step-<node>-<step>-<run>`` tasks into :class:`NodeStep` rows;
+    ``offsets`` (from :func:`clock_offsets`) is subtracted from each worker's times."""
+    offsets = offsets or {}
     raw = []
     for t in tasks:
         key = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
@@ -130,7 +167,8 @@ def node_steps(tasks: list[dict[str, Any]]) -> list[NodeStep]:
             continue
         for s in t.get("startstops", []):
             if s["action"] == "compute":
-                raw.append((int(parts[1]), int(parts[2]), t["worker"], s["start"], s["stop"]))
+                shift = offsets.get(t["worker"], 0.0)
+                raw.append((int(parts[1]), int(parts[2]), t["worker"], s["start"] - shift, s["stop"] - shift))
     if not raw:
         return []
     t0 = min(r[3] for r in raw)
