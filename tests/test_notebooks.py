@@ -73,6 +73,9 @@ def test_ignore_tags_only_on_widget_cells_or_with_a_reason():
             if "nbval-ignore-output" in c.get("metadata", {}).get("tags", []):
                 reason = source(c).startswith("# timing-dependent output:")
                 assert "_explorer(" in source(c) or reason, f"{path.name}: {source(c)[:60]}"
+            elif source(c).startswith("# timing-dependent output:"):
+                raise AssertionError(f"{path.name}: a timing-dependent cell without the nbval-ignore-output tag: "
+                                     f"{source(c)[:60]}")
 
 
 def test_navigation_links_are_in_sync():
