@@ -30,9 +30,9 @@ def dp_explorer(X: Any, y: Any, noise_multiplier: float = 1.0, clip_norm: float 
     client = client or get_client()
     floor = least_squares_floor(*to_numpy(X, y))
     controls = {
-        "noise_multiplier": w.FloatSlider(value=noise_multiplier, min=0.0, max=8.0, step=0.25,
+        "noise_multiplier": w.FloatSlider(value=noise_multiplier, min=0.0, max=8.0, step=0.5,
                                           description="noise multiplier σ"),
-        "clip_norm": w.FloatLogSlider(value=clip_norm, base=10, min=-1, max=1, step=0.1, description="clip norm C",
+        "clip_norm": w.FloatLogSlider(value=clip_norm, base=10, min=-1, max=1, step=0.25, description="clip norm C",
                                       readout_format=".2f"),
     }
 
