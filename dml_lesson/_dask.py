@@ -75,6 +75,22 @@ def incoming_transfers(dask_worker: Any) -> list[dict[str, Any]]:
     return [{"keys": dict(entry["keys"]), "who": entry["who"]} for entry in dask_worker.transfer_incoming_log]
 
 
+def scheduler_delay(dask_worker: Any) -> float:
+    """The offset (seconds) this worker adds to its task times to put them on the scheduler's clock.
+
+    For ``client.run``. Reads ``Worker.scheduler_delay``, which the worker re-estimates from a round trip at every
+    heartbeat; the task stream's start and stop times include it. Dask has no public API for it, and notebooks 03
+    and 07 take it off again when every worker shares one machine's clock (:func:`~dml_lesson.cluster.timeline.
+    clock_offsets`).
+
+    Parameters
+    ----------
+    dask_worker : distributed.Worker
+        Passed by ``client.run``.
+    """
+    return float(dask_worker.scheduler_delay)
+
+
 def clear_incoming_transfers(dask_worker: Any) -> None:
     """Forget the transfers this worker received so far (see :func:`incoming_transfers`); for ``client.run``.
 

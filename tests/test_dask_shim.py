@@ -310,3 +310,15 @@ async def g(address, dask_scheduler=None):
         "uses distributed.utils, not in distributed.__all__",
         "g() takes dask_scheduler: works on Dask's live Scheduler",
     ]), found
+
+
+def test_each_worker_keeps_its_clock_offset_where_scheduler_delay_reads_it(client, two_workers):
+    """``Worker.scheduler_delay``: :func:`_dask.scheduler_delay` (timelines of notebooks 03 and 07)."""
+    try:
+        delays = client.run(_dask.scheduler_delay)
+    except AttributeError as exc:
+        pytest.fail(changed(f"the Worker's clock offset ({exc})", "scheduler_delay"))
+    assert set(delays) == set(dml.worker_addresses(client)), changed("one offset per worker", "scheduler_delay")
+    # one machine, one clock: the estimate is a round-trip error, well under a second
+    assert all(isinstance(d, float) and abs(d) < 1.0 for d in delays.values()), changed(
+        f"Worker.scheduler_delay as seconds, got {delays}", "scheduler_delay")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from distributed import Client, get_task_stream
 
+from .._dask import scheduler_delay
 from ..core.checks import check_int
 from .client import get_client
 
@@ -137,10 +138,6 @@ def node_step_key(node: int, step: int, run: str = "") -> str:
     return f"node_step-{node}-{step}-{run or 'run'}"
 
 
-def _scheduler_delay(dask_worker: Any) -> float:
-    return float(dask_worker.scheduler_delay)
-
-
 def clock_offsets(client: Client) -> dict[str, float]:
     """Per worker, the offset (seconds) Dask added to its task times: each worker moves its times onto the
     scheduler's clock by an offset it estimates from a round trip at every heartbeat, which on a busy machine is
@@ -150,7 +147,7 @@ def clock_offsets(client: Client) -> dict[str, float]:
     if len(hosts) != 1:
         return {}
     try:
-        return {str(w): float(d) for w, d in client.run(_scheduler_delay).items()}
+        return {str(w): float(d) for w, d in client.run(scheduler_delay).items()}
     except Exception:  # a worker leaving meanwhile: keep Dask's times
         return {}
 
