@@ -9,7 +9,8 @@ Median wall time of one full-batch gradient-descent step at 1,000 and 1,000,000 
 4. ``dml.distributed_gd(..., n_nodes=2, transport="actors")`` (median of ``step_times``);
 5. the same with ``transport="tasks"``;
 6. numpy in one process, ``dml.sgd`` with a batch of 64 rows (the full-data loss recorded each step);
-7. ``dml.distributed_sgd(..., n_nodes=2, batch_size=32)``: the same global batch, the same loss recording.
+7. ``dml.distributed_sgd(..., n_nodes=2, batch_size=32)``: the same global batch, the same loss recording;
+8. the same with ``overlap=True``: each node's loss pass runs while the messages travel (notebook 05).
 
 Each method gets a short warm-up run (it builds and pins the shards and actors); numpy and distributed_gd are then
 timed in 3 interleaved rounds, the slow dask ways once. Prints a table per size (ms per step, ratio to numpy) and
@@ -50,10 +51,11 @@ ROUNDS = 3  # timed runs of each fast method (numpy, distributed_gd); the slow o
 SETTLE = 0.5
 VERDICT = {True: "PASS", False: "FAIL"}
 NUMPY, GLM, ACTORS = "numpy gradient_descent", "dask-glm gradient_descent", "distributed_gd (actors)"
-NUMPY_SGD, SGD = "numpy sgd", "distributed_sgd (actors)"
+NUMPY_SGD, SGD, OVERLAP = "numpy sgd", "distributed_sgd (actors)", "distributed_sgd (overlap)"
 BATCH = 32  # per node: distributed_sgd's global batch is 2 x 32 rows, numpy sgd's batch 64 rows
-REPEATED = (NUMPY, ACTORS, "distributed_gd (tasks)", NUMPY_SGD, SGD)
-FLOOR = {SGD: NUMPY_SGD, NUMPY_SGD: NUMPY_SGD}  # SGD rows are compared with numpy's SGD, the others with GD
+REPEATED = (NUMPY, ACTORS, "distributed_gd (tasks)", NUMPY_SGD, SGD, OVERLAP)
+# SGD rows are compared with numpy's SGD, the others with GD
+FLOOR = {SGD: NUMPY_SGD, NUMPY_SGD: NUMPY_SGD, OVERLAP: NUMPY_SGD}
 
 
 def blas_info() -> str:
@@ -142,6 +144,8 @@ def measure(client: distributed.Client, n_rows: int, n_steps: int, glm: Any) -> 
         NUMPY_SGD: lambda k: step_times(dml.sgd(Xn, yn, lr=LR, batch_size=2 * BATCH, n_steps=k), k),
         SGD: lambda k: step_times(dml.distributed_sgd(
             X, y, n_nodes=2, lr=LR, batch_size=BATCH, n_steps=k, client=client), k),
+        OVERLAP: lambda k: step_times(dml.distributed_sgd(
+            X, y, n_nodes=2, lr=LR, batch_size=BATCH, n_steps=k, client=client, overlap=True), k),
     }
     pooled: dict[str, list[float]] = {name: [] for name in methods}
     for name, run in methods.items():
@@ -182,15 +186,16 @@ def targets(results: dict[int, dict[str, float]]) -> None:
     at least 15 x faster per step than dask-glm."""
     print()
     if big := results.get(1_000_000):
-        for name in (ACTORS, SGD):
+        for name in (ACTORS, SGD, OVERLAP):
             ratio = big[name] / big[FLOOR.get(name, NUMPY)]
             floor = FLOOR.get(name, NUMPY).split()[1]
             print(f"1M rows: {name} / numpy {floor} = {ratio:.2f} (target <= 1.2: {VERDICT[ratio <= 1.2]})")
     if small := results.get(1_000):
-        for name in (ACTORS, SGD):
+        for name in (ACTORS, SGD, OVERLAP):
             ms = small[name] * 1e3
             print(f"1k rows: {name} = {ms:.2f} ms per step (target <= 3 ms: {VERDICT[ms <= 3]})")
     for n_rows, times in results.items():
+        print(f"{n_rows:,} rows: overlap saves {1 - times[OVERLAP] / times[SGD]:.0%} of a distributed_sgd step")
         if not math.isnan(times[GLM]):
             speedup = times[GLM] / times[ACTORS]
             print(f"{n_rows:,} rows: dask-glm / distributed_gd (actors) = {speedup:.1f} "

@@ -35,11 +35,11 @@ def test_transports_agree_bit_for_bit(client, small):
     assert np.array_equal(a.weights, b.weights) and np.array_equal(a.losses, b.losses)
 
 
-@pytest.mark.parametrize("k", [2, 4])
-def test_sum_aggregate_with_equal_shards_is_mean_with_k_times_lr(client, small, k):
+@pytest.mark.parametrize("n_nodes", [2, 4])
+def test_sum_aggregate_with_equal_shards_is_mean_with_n_times_lr(client, small, n_nodes):
     _, _, Xn, yn, _ = small
-    s = dml.distributed_gd(Xn, yn, n_nodes=k, lr=0.02, n_steps=20, aggregate="sum", client=client)
-    m = dml.distributed_gd(Xn, yn, n_nodes=k, lr=0.02 * k, n_steps=20, client=client)
+    s = dml.distributed_gd(Xn, yn, n_nodes=n_nodes, lr=0.02, n_steps=20, aggregate="sum", client=client)
+    m = dml.distributed_gd(Xn, yn, n_nodes=n_nodes, lr=0.02 * n_nodes, n_steps=20, client=client)
     assert np.max(np.abs(s.weights - m.weights)) < 1e-12
 
 

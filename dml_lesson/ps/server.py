@@ -4,13 +4,17 @@ Each step: the server sends ``w`` to every node (pull), each node computes the g
 or its mini-batch (local gradient) and sends it back with its row count (push), the server combines the
 replies in node order (average) and updates ``w``. ``aggregate="mean"`` divides the summed gradients by the
 total row count: the gradient of the whole dataset, exactly. ``aggregate="sum"`` adds the nodes' mean
-gradients, as the source's formula 3.3 does: with ``k`` equal shards that is ``k`` times the step, and
+gradients, as the source's formula 3.3 does: with ``N`` equal shards that is ``N`` times the step, and
 training diverges as nodes are added.
 
 The same loop runs local SGD (notebook 08): with ``local_steps = H > 1`` each node takes ``H`` SGD steps of its
 own per server step (a *round*, see :func:`~dml_lesson.ps.node.local_round`) and ``aggregate="shard"`` weights
 the nodes' models by their shard sizes (FedAvg). Every run gets its setup from :mod:`dml_lesson.ps.setup`, its
 nodes from :mod:`dml_lesson.ps.transport` (with fault recovery) or :mod:`dml_lesson.ps.ring`.
+
+With ``overlap=True`` (notebook 05) the nodes compute the full-data loss of ``w`` in a thread while their reply
+travels and the server updates: the loss of step ``t`` arrives with the replies of step ``t + 1``, and the loop
+records it then (:class:`_Losses`). Weights and losses are those of ``overlap=False``, bit for bit.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ def distributed_sgd(
     backups: int = 0,
     topology: str = "server",
     local_steps: int = 1,
+    overlap: bool = False,
 ) -> TrainingResult:
     """Distributed mini-batch SGD: each node samples its own mini-batch of its shard (notebooks 05 and 08).
 
@@ -135,16 +140,24 @@ def distributed_sgd(
         and equal batches) is the average of the nodes' local models. ``rows_per_step`` counts all ``H``
         local steps. ``H = 1`` (the default) is distributed SGD, unchanged. ``H > 1`` needs
         ``schedule="constant"``.
+    overlap : bool
+        Overlap the loss pass with communication (notebook 05). Each node replies with its gradient at ``w_t`` as
+        soon as it has it, and computes the full-data loss at ``w_t`` in a thread while the reply travels and the
+        server updates; that loss comes with the next reply (the last one is fetched at the end) and is recorded
+        as step ``t``'s. Weights and losses equal ``overlap=False``'s bit for bit; a diverging run is stopped one
+        round later, at the same recorded step; after a lost worker the new nodes recompute the loss owed. Needs
+        ``transport="actors"``, ``topology="server"`` and ``backups=0``.
     """
     return _train("distributed_sgd", **locals())
 
 
 def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, layout, transport, on_step, codec,
-           backups, batch_size, seed, schedule, topology="server", local_steps=1) -> TrainingResult:
+           backups, batch_size, seed, schedule, topology="server", local_steps=1, overlap=False) -> TrainingResult:
     inputs = check_inputs(X, y, lr, n_steps, w0, model, seed)
     aggregate = check_choice("aggregate", aggregate, AGGREGATES)
     transport = check_choice("transport", transport, TRANSPORTS)
     topology = check_ring_options(check_choice("topology", topology, TOPOLOGIES), codec, backups)
+    overlap = check_overlap(overlap, transport, topology, backups)
     if aggregate == "shard" and topology == "ring":
         raise ValueError("aggregate must be 'mean' or 'sum' with topology='ring' (the ring adds the nodes' vectors "
                          "as they are), got 'shard'")
@@ -156,20 +169,21 @@ def _train(method, X, y, n_nodes, lr, n_steps, aggregate, client, w0, model, lay
     run = prepare_run(inputs, n_nodes, client, layout, batch_size, backups=backups, codec=codec,
                       local_steps=local_steps)
     lr, n_steps, seed, n_nodes, backups, w = run.lr, run.n_steps, run.seed, run.n_nodes, run.backups, run.w0
-    nodes = (Resilient(run.client, run.place, run.config, transport) if topology == "server"
+    nodes = (Resilient(run.client, run.place, run.config, transport, overlap) if topology == "server"
              else RingAllReduce(run.client, run.place, run.config, aggregate))
     sizes = run.sizes if topology == "server" else [sum(run.sizes)]  # the ring replies with totals
     params = {"lr": lr, "n_steps": n_steps, "n_nodes": n_nodes, "aggregate": aggregate,
               "batch_size": run.batch_size, "seed": seed, "transport": transport, "codec": codec, "backups": backups,
               "shard_sizes": run.sizes, "workers": list(run.placement.workers), "topology": topology,
-              "local_steps": local_steps}
+              "local_steps": local_steps, "overlap": overlap}
     rec = Recorder(method, len(w), local_steps * sum(run.batches), len(run.y), params)
+    losses = _Losses(rec, sizes, nodes, overlap, last_step=n_steps)
     for step in range(n_steps + 1):  # the server loop: pull, local gradients, push, combine, update
         if on_step is not None:
             on_step(step)
         need_grad = step < n_steps
         replies, sent, received = nodes.round(w, step, need_grad, n_nodes - backups if need_grad else None)
-        if not rec.record(w, _loss(replies, sizes)) or not need_grad:
+        if not losses.record(w, step, replies) or not need_grad:
             break
         with np.errstate(all="ignore"):
             w = w - lr * factor(step) * combine(decoded(codec, replies, len(w), seed, step), aggregate, run.sizes)
@@ -198,6 +212,43 @@ def combine(replies: list[NodeReply | None], aggregate: str = "mean", sizes: lis
     if aggregate == "mean":
         return ordered_sum(r.grad_sum for r in replies) / sum(r.count for r in replies)
     return ordered_sum(r.grad_sum / r.count for r in replies)
+
+
+def check_overlap(overlap: Any, transport: str, topology: str, backups: Any) -> bool:
+    """``overlap`` as a bool, or a ``ValueError`` naming what it cannot be combined with (notebook 05)."""
+    if not isinstance(overlap, (bool, np.bool_)):
+        raise ValueError(f"overlap must be True or False, got {overlap!r}")
+    if overlap and transport != "actors":
+        raise ValueError(f"overlap=True needs transport='actors' (an actor keeps the loss it computes between "
+                         f"steps; a task does not), got transport={transport!r}")
+    if overlap and topology != "server":
+        raise ValueError(f"overlap=True needs topology='server' (the ring's tasks keep nothing between steps), "
+                         f"got topology={topology!r}")
+    if overlap and backups != 0:
+        raise ValueError(f"overlap=True needs backups=0 (a node left out of a step would still owe its loss), "
+                         f"got backups={backups!r}")
+    return bool(overlap)
+
+
+class _Losses:
+    """Records each step's ``w`` with its full-data loss, from the nodes' loss sums: at once, or overlapped.
+
+    Overlapped, the replies of step ``t`` carry the loss of ``w_(t-1)``: ``w_(t-1)`` is recorded then (a diverging
+    run stops there, with the step the recorder counts), and after the last step the nodes' last loss is fetched.
+    """
+
+    def __init__(self, rec: Recorder, sizes: list[int], nodes: Any, overlap: bool, last_step: int) -> None:
+        self.rec, self.sizes, self.nodes, self.overlap, self.last_step = rec, sizes, nodes, overlap, last_step
+        self.waiting: np.ndarray | None = None  # overlapped: the w whose loss the next replies carry
+
+    def record(self, w: np.ndarray, step: int, replies: list[NodeReply | None]) -> bool:
+        """Record what the replies of ``step`` (sent ``w``) complete; False: stop, the run has diverged."""
+        if not self.overlap:
+            return self.rec.record(w, _loss(replies, self.sizes))
+        if self.waiting is not None and not self.rec.record(self.waiting, _loss(replies, self.sizes)):
+            return False
+        self.waiting = w
+        return step < self.last_step or self.rec.record(w, _loss(self.nodes.pending_losses(step), self.sizes))
 
 
 def _loss(replies: list[NodeReply | None], sizes: list[int]) -> float:
