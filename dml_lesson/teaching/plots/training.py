@@ -8,11 +8,12 @@ is exactly what the widget shows at its defaults.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import numpy as np
+from dask.utils import key_split
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -140,22 +141,37 @@ def _rgb(hex_color: str) -> tuple[float, float, float]:
 MIN_BAR_MS = 0.3
 
 
-def task_stream_figure(tasks: list[dict[str, Any]], workers: list[str]) -> Figure:
-    """Notebooks 03 and 04: a Gantt chart of Dask's task stream, one row per worker, time from 0."""
+def task_stream_figure(tasks: list[dict[str, Any]], workers: list[str],
+                       kinds: dict[str, str] | None = None) -> Figure:
+    """Notebook 00: a Gantt chart of Dask's task stream, one row per worker, time in seconds from 0; one colour per
+    kind of task, named in the legend. ``kinds`` maps a task's name without its unique suffix (``key_split``, as
+    the dashboard names them) to the kind shown; by default notebook 00's mean squared error: making a block,
+    multiplying, squaring and summing a block, adding the partial sums. Names not in ``kinds`` show as they are."""
+    if kinds is None:
+        kinds = {"make_rows": "making a block", "X": "making a block", "y": "making a block",
+                 "getitem": "making a block", "array-getitem": "making a block",
+                 "matmul-getitem": "multiplying X @ w", "matmul": "multiplying X @ w",
+                 "mean_chunk": "squaring and summing a block", "mean_combine-partial": "adding the partial sums",
+                 "mean_agg-aggregate": "adding the partial sums",
+                 "finalize-hlgfinalizecompute": "adding the partial sums"}
     fig = new_figure(1, 1, height=2.2)
+    fig.subplots_adjust(right=0.72)  # room for the legend on the right
     ax = fig.axes[0]
     t0 = min(s["start"] for t in tasks for s in t["startstops"] if s["action"] == "compute")
-    for t in tasks:
+    names: dict[str, str] = {}  # kind of task -> colour, in the order they first started
+    for t in sorted(tasks, key=lambda t: min((s["start"] for s in t["startstops"]), default=0.0)):
+        name = kinds.get(key_split(t["key"]), key_split(t["key"]))
+        color = names.setdefault(name, COLORS[len(names) % len(COLORS)])
         row = workers.index(t["worker"]) if t["worker"] in workers else len(workers)
         for s in t["startstops"]:
             if s["action"] == "compute":
-                name = t["key"][0] if isinstance(t["key"], tuple) else t["key"]
-                color = COLORS[zlib.crc32(str(name).rsplit("-", 1)[0].encode()) % len(COLORS)]
-                width = max((s["stop"] - s["start"]) * 1e3, MIN_BAR_MS)  # keep sub-millisecond tasks visible
-                ax.barh(row, width, left=(s["start"] - t0) * 1e3, color=color, height=0.6)
+                width = max(s["stop"] - s["start"], MIN_BAR_MS / 1e3)  # keep sub-millisecond tasks visible
+                ax.barh(row, width, left=s["start"] - t0, color=color, height=0.6)
     ax.set_yticks(range(len(workers)), [f"worker {i}" for i in range(len(workers))])
-    ax.set_xlabel("milliseconds")
+    ax.set_xlabel("seconds")
     ax.invert_yaxis()
+    ax.legend([Patch(color=c) for c in names.values()], list(names), title="task", fontsize=7, title_fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.01, 1.05), ncol=1 if len(names) <= 6 else 2, frameon=False)
     return fig
 
 
@@ -169,24 +185,35 @@ def sgd_figure(results: dict[str, TrainingResult], X: np.ndarray, y: np.ndarray,
     ax_c, ax_e, ax_t = fig.axes
     plot_contour(ax_c, X, y, w_star, radius=2.8)
     for i, (label, res) in enumerate(results.items()):
-        plot_trajectory(ax_c, res.weights, color=COLORS[i], label=label, markers=False)
+        if res.params.get("batch_size") is None:  # full-batch GD: few steps, drawn bold on top with a dot per step
+            ax_c.plot(res.weights[:, 0], res.weights[:, 1], color=COLORS[i], linewidth=2.4, marker="o",
+                      markersize=5, markeredgecolor="white", markeredgewidth=0.8, zorder=5, label=label)
+        else:  # drawn above GD's path (which may hide a large batch's), each ending in a dot where it stopped
+            plot_trajectory(ax_c, res.weights, color=COLORS[i], label=label, markers=False)
+            ax_c.lines[-1].set_zorder(6)
+            ax_c.plot(*res.weights[-1, :2], marker="o", markersize=6, color=COLORS[i], markeredgecolor="k",
+                      markeredgewidth=0.8, linestyle="none", zorder=7)
+    ax_c.lines[0].set_zorder(8)  # the minimum's star stays visible above the dots that end next to it
     ax_c.legend(fontsize=7, loc="lower left", framealpha=0.9)
     floor = float(np.mean((X @ w_star - y) ** 2))
     plot_losses(ax_e, results, x="epoch", floor=floor)
     plot_losses(ax_t, results, x="time", floor=floor)
     ax_e.get_legend().remove()
-    ax_t.legend(fontsize=7, loc="lower left", framealpha=0.9)
+    ax_t.legend(fontsize=7, loc="upper right", framealpha=0.9)  # the curves fall from the upper left
     return fig
 
 
 def aggregate_figure(results: dict[str, TrainingResult], n_nodes: int, into: Figure | None = None) -> Figure:
     """Notebook 04: the loss with the weighted mean against the source's sum, for ``n_nodes`` nodes (``into``: as
-    :func:`new_figure`)."""
-    fig = new_figure(1, 1, width=6.5, height=3.3, into=into)
+    :func:`new_figure`). The legend sits right of the axes, off the curves whatever they do."""
+    fig = new_figure(1, 1, width=8.0, height=3.3, into=into)
+    fig.subplots_adjust(right=1 - 2.0 / 8.0)
     ax = fig.axes[0]
     plot_losses(ax, results)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     bad = [label for label, res in results.items() if res.diverged]
-    title = f"{n_nodes} nodes: " + (", ".join(bad) + " diverged" if bad else "both converge")
+    nodes = f"{n_nodes} node{'s' if n_nodes != 1 else ''}"
+    title = f"{nodes}: " + (", ".join(bad) + " diverged" if bad else "both converge")
     ax.set_title(title, color="red" if bad else "black", fontsize=10)
     return fig
 
@@ -194,50 +221,83 @@ def aggregate_figure(results: dict[str, TrainingResult], n_nodes: int, into: Fig
 def dsgd_figure(results: dict[str, TrainingResult], floor: float | None = None,
                 into: Figure | None = None) -> Figure:
     """Notebook 05: loss against steps and against epochs for distributed SGD runs (``into``: as
-    :func:`new_figure`)."""
-    fig = new_figure(2, 1, width=10.0, height=3.4, into=into)
+    :func:`new_figure`). One legend, in a row above the left panel, off the curves."""
+    fig = new_figure(2, 1, width=10.0, height=3.6, into=into)
+    fig.subplots_adjust(top=1 - 0.45 / 3.6)
     plot_losses(fig.axes[0], results, x="step", floor=floor)
     plot_losses(fig.axes[1], results, x="epoch", floor=floor)
     fig.axes[1].get_legend().remove()
+    fig.axes[0].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3, frameon=False)
     return fig
 
 
-def timeline_figure(rows: list[Any], title: str = "", into: Figure | None = None) -> Figure:
-    """Notebook 07: a Gantt chart of synchronous steps, one lane per node: computing (solid, one color per
-    step) and waiting at the barrier for the slowest node (hatched); dashed lines mark the barriers (``into``: as
-    :func:`new_figure`)."""
-    nodes = sorted({r.node for r in rows})
-    fig = new_figure(1, 1, width=10.0, height=0.4 * len(nodes) + 1.4, into=into)
+def timeline_figure(rows: list[Any], title: str = "", into: Figure | None = None,
+                    n_nodes: int | None = None, workers: list[str] | None = None) -> Figure:
+    """Notebooks 03 and 07: a Gantt chart of synchronous steps, one lane per node, labelled with the worker it ran
+    on: computing (solid, dark and light teal alternating by step, so that blue and orange keep meaning workers 0
+    and 1 as in the layout figures) and waiting for the step's last task to end (hatched); dotted lines mark where
+    each step's last task ended. With ``n_nodes``, a node step with no recorded task (backup nodes: the server
+    went on and released it) is marked with a grey cross at its step's start. ``workers``: the worker addresses in
+    the order they are numbered (``dml.worker_addresses``; by default the sorted addresses in ``rows``).
+    ``into``: as :func:`new_figure`."""
+    nodes = sorted({r.node for r in rows} | set(range(n_nodes or 0)))
+    workers = list(workers) if workers is not None else sorted({r.worker for r in rows})
+    fig = new_figure(1, 1, width=10.0, height=0.4 * len(nodes) + 1.8, into=into)
+    fig.subplots_adjust(left=0.14, bottom=0.95 / (0.4 * len(nodes) + 1.8))  # room for lane labels and legend
     ax = fig.axes[0]
+    step_colors = ("#2a7f7a", "#94d2cc")  # not COLORS[0] / COLORS[1]: those mean workers 0 and 1 elsewhere
     for r in rows:
         lane = nodes.index(r.node)
-        color = COLORS[r.step % 2]
+        color = step_colors[r.step % 2]
         ax.barh(lane, max(r.compute, MIN_BAR_MS / 1e3) * 1e3, left=r.start * 1e3, color=color, height=0.6)
         if r.waiting > 0:
             ax.barh(lane, r.waiting * 1e3, left=r.stop * 1e3, color="none", edgecolor="#999", hatch="///",
                     height=0.6, linewidth=0)
     for barrier in sorted({r.barrier for r in rows}):
         ax.axvline(barrier * 1e3, color="k", linestyle=":", linewidth=0.8)
-    ax.set_yticks(range(len(nodes)), [f"node {n}" for n in nodes])
+    handles = [Patch(color=step_colors[0]), Patch(color=step_colors[1]),
+               Patch(facecolor="none", edgecolor="#999", hatch="///", linewidth=0),
+               Line2D([], [], color="k", linestyle=":", linewidth=0.8)]
+    labels = ["computing: steps 0, 2, ...", "steps 1, 3, ...", "waiting for the step's last task",
+              "the step's last task ends"]
+    if n_nodes is not None:
+        starts = {s: min(r.start for r in rows if r.step == s) for s in {r.step for r in rows}}
+        done = {(r.step, r.node) for r in rows}
+        dropped = [(s, n) for s in sorted(starts) for n in range(n_nodes) if (s, n) not in done]
+        if dropped:
+            ax.plot([starts[s] * 1e3 for s, _ in dropped], [nodes.index(n) for _, n in dropped], "x",
+                    color="#777", markersize=7)
+            handles.append(Line2D([], [], marker="x", color="#777", linestyle="none"))
+            labels.append("no task recorded (dropped)")
+            ax.set_xlim(-0.015 * ax.get_xlim()[1], None)  # a cross at 0 ms is drawn whole
+
+    def lane_label(node: int) -> str:  # "node 1 · worker 1": the worker(s) its recorded tasks ran on
+        ran_on = sorted({workers.index(r.worker) if r.worker in workers else -1 for r in rows if r.node == node})
+        names = "/".join("?" if i < 0 else str(i) for i in ran_on)
+        return f"node {node} · worker {names}" if names else f"node {node}"
+
+    ax.set_yticks(range(len(nodes)), [lane_label(n) for n in nodes], fontsize=8)
     ax.yaxis.set_inverted(True)  # node 0 on top (invert_yaxis would flip a recycled axes back)
-    ax.set_xlabel("milliseconds (solid: computing, hatched: waiting at the barrier)")
+    ax.set_xlabel("milliseconds from the first task's start")
     ax.set_title(title, fontsize=10)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.55 / (0.4 * len(nodes) + 0.8)),
+              ncol=len(handles), fontsize=8, frameon=False, handlelength=1.6, columnspacing=1.2)
     return fig
 
 
 def bytes_figure(results: dict[str, TrainingResult], into: Figure | None = None) -> Figure:
-    """Notebook 06: full-data loss against the megabytes the nodes sent up (cumulative): the honest frontier
-    (``into``: as :func:`new_figure`)."""
+    """Notebook 06: full-data loss against the megabytes moved so far, both ways (``w`` down to the nodes and
+    their gradients up, as Dask serialized them): the honest frontier (``into``: as :func:`new_figure`)."""
     fig = new_figure(2, 1, width=10.0, height=3.4, into=into)
     ax_b, ax_s = fig.axes
     for i, (label, res) in enumerate(results.items()):
-        sent = np.concatenate([[0], np.cumsum(res.bytes_received)]) / 1e6
+        sent = np.concatenate([[0], np.cumsum(res.bytes_sent + res.bytes_received)]) / 1e6
         ax_b.plot(sent[: len(res.losses)], res.losses, color=COLORS[i], label=label)
         ax_s.plot(res.losses, color=COLORS[i], label=label)
     for ax in (ax_b, ax_s):
         log_scale(ax, "y")
         ax.set_ylabel("full-data loss")
-    ax_b.set_xlabel("megabytes sent up by the nodes")
+    ax_b.set_xlabel("megabytes moved, both ways (w down, gradients up)")
     ax_s.set_xlabel("step")
     ax_b.legend(fontsize=8)
     return fig

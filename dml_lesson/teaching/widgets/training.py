@@ -37,11 +37,17 @@ from .explorer import Explorer
 
 def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40,
                 lr_range: tuple[float, float] = (0.01, 1.0)) -> Explorer:
-    """Notebook 01: a learning-rate slider over GD on a two-weight problem, the bound 2/L marked."""
+    """Notebook 01: a learning-rate slider over GD on a two-weight problem, the bound 2/L marked.
+
+    A key press multiplies the rate by 10**0.1 (about 1.26), on a grid through the default ``lr``: from 0.1,
+    3 presses reach 1/L and 6 just pass 2/L on notebook 01's data.
+    """
     bound = 2 / lipschitz_constant(X)
     w_star = np.linalg.lstsq(X, y, rcond=None)[0]
-    slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
-                              step=0.02, description="learning rate", readout_format=".3f")
+    key_step = 0.1  # in log10 units
+    low = np.log10(lr) - np.floor(round((np.log10(lr) - np.log10(lr_range[0])) / key_step, 6)) * key_step
+    slider = w.FloatLogSlider(value=lr, base=10, min=low, max=np.log10(lr_range[1]), step=key_step,
+                              description="learning rate", readout_format=".3f")
 
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         res = gradient_descent(X, y, lr=v["lr"], n_steps=n_steps)
@@ -56,12 +62,19 @@ def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40
 
 def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float = 0.05, n_epochs: int = 3,
                  seed: int = 0) -> Explorer:
-    """Notebook 02: batch-size and learning-rate sliders; SGD against GD for the same number of epochs."""
+    """Notebook 02: batch-size and learning-rate sliders; SGD against GD for the same number of epochs.
+
+    The batch sizes double per key press; the learning rate grows by 10**0.15 (about 1.41) per press, on a grid
+    through the default ``lr``: from 0.05, 7 presses make batch 16 diverge on notebook 02's data.
+    """
     w_star = np.linalg.lstsq(X, y, rcond=None)[0]
     sizes = [b for b in BATCH_SIZES if b < len(y)] + [len(y)]
+    key_step = 0.15  # in log10 units
+    low = np.log10(lr) - np.floor(round((np.log10(lr) + 3) / key_step, 6)) * key_step  # down to about 0.001
+    high = np.log10(lr) + np.ceil(round(-np.log10(lr) / key_step, 6)) * key_step  # up to about 1
     controls = {
         "batch_size": w.SelectionSlider(options=sizes, value=batch_size, description="batch size"),
-        "lr": w.FloatLogSlider(value=lr, base=10, min=-3, max=0, step=0.05, description="learning rate",
+        "lr": w.FloatLogSlider(value=lr, base=10, min=low, max=high, step=key_step, description="learning rate",
                                readout_format=".3f"),
     }
 
@@ -120,13 +133,18 @@ def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int
 
 
 def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
-                  seed: int = 0, scale_lr: bool = True, client: Any = None) -> Explorer:
-    """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule."""
+                  seed: int = 0, scale_lr: bool = True, client: Any = None, floor: float | None = None) -> Explorer:
+    """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule.
+
+    ``floor``: the dotted line of :func:`~dml_lesson.teaching.plots.dsgd_figure` (the notebook's static figure
+    passes the same). The batch sizes offered fit the shards at the most nodes (a batch is at most a shard).
+    """
     client = client or get_client()
     n_max = min(8, X.numblocks[0] if hasattr(X, "numblocks") else len(y))
+    sizes = [b for b in BATCH_SIZES if b <= len(y) // n_max] or [1]
     controls = {
         "n_nodes": w.IntSlider(value=n_nodes, min=1, max=n_max, description="nodes"),
-        "batch_size": w.SelectionSlider(options=BATCH_SIZES[:8], value=batch_size, description="batch per node"),
+        "batch_size": w.SelectionSlider(options=sizes, value=batch_size, description="batch per node"),
         "scale_lr": w.Checkbox(value=scale_lr, description="scale lr with the node count"),
     }
 
@@ -135,7 +153,7 @@ def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
         results = dsgd_runs(X, y, lr, v["n_nodes"], v["batch_size"], v["scale_lr"], n_steps, seed, client,
                             one_node)
-        return plots.dsgd_figure(results, into=into), dsgd_status(results)
+        return plots.dsgd_figure(results, floor=floor, into=into), dsgd_status(results)
 
     return Explorer(controls, step, redraw_into=True)
 
@@ -154,8 +172,8 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
     client = client or get_client()
     controls = {
         "codec": w.Dropdown(options=["top-k", "random-k", "quantize", "sign"], value="top-k", description="codec"),
-        "ratio": w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.1, description="kept share (k/d)",
-                                  readout_format=".2f"),
+        "ratio": w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.2, description="kept share (k/d)",
+                                  readout_format=".2f"),  # 5 key presses from 10% to 1% or to all entries
         "bits": w.IntSlider(value=4, min=1, max=8, description="bits (quantize)"),
         "error_feedback": w.Checkbox(value=False, description="error feedback"),
     }
@@ -184,14 +202,18 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
 
 def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 4, worker: int = 1,
                        client: Any = None) -> Explorer:
-    """Notebook 07: a slowdown slider for one worker and a backup-worker count; the synchronous timeline."""
+    """Notebook 07: a slowdown slider for one worker and a count r of backup nodes; the synchronous timeline.
+
+    The slowdown moves in steps of 1 (3 presses from the default 4 down to full speed, 6 up to 10); the backup
+    count from 0 to N - 1. The timeline marks the node steps the server went on without (``n_nodes``)."""
     from ...cluster.faults import reset_slowdowns, slow_worker
     from ...cluster.timeline import Timeline
 
     client = client or get_client()
     controls = {
-        "factor": w.FloatSlider(value=4.0, min=1.0, max=10.0, step=0.5, description="slowdown of worker 1"),
-        "backups": w.IntSlider(value=0, min=0, max=n_nodes - 1, description="backup workers"),
+        "factor": w.FloatSlider(value=4.0, min=1.0, max=10.0, step=1.0,
+                                description=f"slowdown of worker {worker}"),
+        "backups": w.IntSlider(value=0, min=0, max=n_nodes - 1, description="backup nodes r"),
     }
 
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
@@ -204,7 +226,7 @@ def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 4, worke
             reset_slowdowns(client)
         median = 1e3 * float(np.median(res.step_times))
         title = f"worker {worker} {v['factor']:g}x slower, {v['backups']} backup(s): {median:.0f} ms per step"
-        return (plots.timeline_figure(tl.rows, title, into=into),
+        return (plots.timeline_figure(tl.rows, title, into=into, n_nodes=n_nodes),
                 f"{title}; loss {res.losses[-1]:.4g} after {n_steps} steps")
 
     return Explorer(controls, step, redraw_into=True)
