@@ -1,4 +1,4 @@
-"""The scaling model of notebook 11 against measured runs on this machine: predicted vs measured step time.
+"""The scaling model of notebook 12 against measured runs on this machine: predicted vs measured step time.
 
 Calibrates :mod:`dml_lesson.analysis.costmodel` with :mod:`dml_lesson.analysis.calibration` (compute per row and
 weight in and beyond the cache, cache size; latency, bandwidth and gap g of the server's direct calls and of the

@@ -13,7 +13,7 @@ the speed ratios the tests used to assert are measured here, in one run, each pr
    gradients pushed per node and the mean staleness of each node's gradients;
 4. the asynchronous server of the tests, 2,000 x 4, 4 nodes, batches of 16, 300 updates, no slowdown: the final
    loss against the noise floor (0.01) and the largest staleness;
-5. notebook 11's calibration (``hops=16, repeats=3``): the fixed costs of a one-node step of each topology against
+5. notebook 12's calibration (``hops=16, repeats=3``): the fixed costs of a one-node step of each topology against
    the direct call's latency.
 
 Prints the figures and, for each, the bound a test asserted until it moved here (``holds`` or ``MISSED``). Exits 0

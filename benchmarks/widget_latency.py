@@ -43,23 +43,23 @@ MOVES = {
     "08 IID or not": ("layout", ["IID (contiguous)", "non-IID (sorted by y)"] * 2 + ["IID (contiguous)"]),
     "10 noise": ("noise_multiplier", [0.0, 4.0, 0.5, 2.0, 1.0]),
     "10 clip norm": ("clip_norm", [0.1, 10.0, 0.3, 3.0, 1.0]),
-    "11 topology": ("topology", ["server", "ring"] * 2 + ["server"]),
-    "11 nodes": ("n_nodes", [2, 8, 3, 6, 4]),
-    "11 frame": ("frame", [1, 5, 2, 9, 0]),
-    "11 rows": ("rows", [1e3, 1e9, 1e5, 1e7, 2e4]),
-    "11 weights d": ("weights", [10.0, 1e8, 1e3, 1e5, 50.0]),
-    "11 nodes N": ("nodes", [2, 1024, 8, 256, 64]),
-    "11 network": ("network", ["100 Gb/s datacenter", "this laptop (measured)", "10 Gb/s datacenter"] * 2),
-    "11 bandwidth": ("gbps", [0.1, 1000.0, 1.0, 100.0, 10.0]),
-    "11 latency": ("latency_us", [1.0, 1e5, 10.0, 1e3, 50.0]),
+    "12 topology": ("topology", ["server", "ring"] * 2 + ["server"]),
+    "12 nodes": ("n_nodes", [2, 8, 3, 6, 4]),
+    "12 frame": ("frame", [1, 5, 2, 9, 0]),
+    "12 rows": ("rows", [1e3, 1e9, 1e5, 1e7, 2e4]),
+    "12 weights d": ("weights", [10.0, 1e8, 1e3, 1e5, 50.0]),
+    "12 nodes N": ("nodes", [2, 1024, 8, 256, 64]),
+    "12 network": ("network", ["100 Gb/s datacenter", "this laptop (measured)", "10 Gb/s datacenter"] * 2),
+    "12 bandwidth": ("gbps", [0.1, 1000.0, 1.0, 100.0, 10.0]),
+    "12 latency": ("latency_us", [1.0, 1e5, 10.0, 1e3, 50.0]),
 }
 STRAGGLER_ROWS = 400_000  # as notebook 07; its redraws include the slowdown they show (4 steps of a slow worker)
 BUDGET = {"01": 0.2, "02": 0.2, "03": 0.5, "04": 0.5, "05": 0.5, "06": 0.5, "07": 0.5, "08": 0.5, "10": 0.5,
-          "11": 0.2}  # notebook 11's explorers compute nothing on the cluster: a drawing and the cost model
+          "12": 0.2}  # notebook 12's explorers compute nothing on the cluster: a drawing and the cost model
 
 
 def _owner(label: str, explorers: dict) -> str:
-    """The explorer of a control: the notebook's only one, or (08, 11) the one whose controls include it."""
+    """The explorer of a control: the notebook's only one, or (08, 12) the one whose controls include it."""
     name = MOVES[label][0]
     found = [k for k, e in explorers.items() if k[:2] == label[:2] and name in e.controls]
     return found[0]
@@ -108,8 +108,8 @@ def main() -> None:
                                                        client=client),
         "10": widgets_privacy.dp_explorer(X10, y10, noise_multiplier=1.0, clip_norm=1.0, n_nodes=2, lr=0.1,
                                           batch_size=20, n_steps=100, client=client),
-        "11 topology": widgets_scaling.topology_explorer("ring", n_nodes=4),
-        "11 scaling": widgets_scaling.scaling_explorer(cal, None, n_rows=20_000, n_weights=50),
+        "12 topology": widgets_scaling.topology_explorer("ring", n_nodes=4),
+        "12 scaling": widgets_scaling.scaling_explorer(cal, None, n_rows=20_000, n_weights=50),
     }
     time_moves(explorers, [label for label in MOVES if label[:2] not in single])
     dml.close_client()

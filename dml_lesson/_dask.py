@@ -7,7 +7,7 @@ a Dask release that changes one fails a test that names it instead of breaking a
 
 Touchpoints (attributes of Dask objects that Dask does not document):
 
-- ``Worker.transfer_incoming_log``: :func:`incoming_transfers`, :func:`clear_incoming_transfers` (notebook 11's
+- ``Worker.transfer_incoming_log``: :func:`incoming_transfers`, :func:`clear_incoming_transfers` (notebook 12's
   byte counts);
 - ``SpecCluster.worker_spec`` and ``SpecCluster.workers`` (name -> ``Nanny``, with ``status`` and
   ``worker_address``): :func:`drop_failed_workers` (bringing the course's local cluster back to full size);
@@ -59,7 +59,7 @@ def incoming_transfers(dask_worker: Any) -> list[dict[str, Any]]:
     For ``client.run`` (Dask passes the worker as ``dask_worker``). Reads ``Worker.transfer_incoming_log``, a
     bounded deque of one dict per transfer (keys with their sizes, the sending worker's address): what Dask's
     dashboard shows as transfers. Dask has no public API for it (``Client.get_task_stream`` records tasks, and
-    the ``transfer-*`` entries it gives have no sizes or keys per message), and notebook 11 needs the bytes per
+    the ``transfer-*`` entries it gives have no sizes or keys per message), and notebook 12 needs the bytes per
     message key.
 
     Parameters

@@ -301,7 +301,7 @@ def test_calibration_measures_finite_costs_and_survives_a_busy_machine(client, m
     """Only what holds on any machine, however busy: the relations between the numbers are the helpers' (tested
     above with given timings); how they compare on this machine is benchmarks/stragglers.py's. The direct calls'
     big messages are made to look no slower than small ones, as other work on the machine can: calibrate
-    measures more of them, then bounds the bandwidth instead of failing (notebook 11 calls it)."""
+    measures more of them, then bounds the bandwidth instead of failing (notebook 12 calls it)."""
     from dml_lesson.analysis import calibration
     from dml_lesson.cluster.client import worker_addresses
 

@@ -1,4 +1,4 @@
-"""Calibrating the cost model on this machine: small benchmarks of compute, links and fixed costs (notebook 11).
+"""Calibrating the cost model on this machine: small benchmarks of compute, links and fixed costs (notebook 12).
 
 :func:`calibrate` measures what :func:`~dml_lesson.analysis.costmodel.local_step_time` needs (the compute per row and
 weight in the cache and from memory, the cache size, latency, bandwidth and gap ``g`` of the server's
@@ -44,7 +44,7 @@ BOUNDED_NOTE = " (bandwidth bounded: the machine was too busy to measure it)"
 def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: int = 30, repeats: int = 5,
               concurrent: int = 4, seed: int = 0) -> Calibration:
     """Measure this machine for :func:`local_step_time` with small benchmarks, none of them a checked run
-    (notebook 11, ``benchmarks/scaling.py``). Takes a few seconds.
+    (notebook 12, ``benchmarks/scaling.py``). Takes a few seconds.
 
     - compute: a gradient of ``n_rows x n_weights`` timed inside a worker (the fastest of ``repeats``);
       gradients over :data:`SWEEP_MB` MB on one worker: the cache size is the largest computed faster per
@@ -116,7 +116,7 @@ def calibrate(client: Client, n_rows: int = 40_000, n_weights: int = 50, hops: i
 
 def measure_steps(client: Client, X: Any, y: Any, nodes: tuple[int, ...] = (1, 2, 4), n_steps: int = 6,
                   settle: float = 0.2) -> dict[str, Any]:
-    """Median seconds per step of ``distributed_gd`` on this cluster, per topology and node count (notebook 11).
+    """Median seconds per step of ``distributed_gd`` on this cluster, per topology and node count (notebook 12).
 
     Each run follows a 1-step warm-up run (which builds the shards and actors). Returns ``{"n_rows",
     "n_weights", "server": {N: seconds}, "ring": {N: seconds}}``, what the scaling figure draws.
@@ -135,7 +135,7 @@ def measure_steps(client: Client, X: Any, y: Any, nodes: tuple[int, ...] = (1, 2
 
 def model_errors(cal: Calibration, measured: dict[str, Any]) -> dict[tuple[str, int], float]:
     """Relative error ``(predicted - measured) / measured`` of :func:`local_step_time` for each measured run
-    (notebook 11, ``benchmarks/scaling.py``)."""
+    (notebook 12, ``benchmarks/scaling.py``)."""
     return {
         (topology, n): (local_step_time(cal, measured["n_rows"], measured["n_weights"], n, topology) - t) / t
         for topology in TOPOLOGIES for n, t in measured[topology].items()

@@ -1,4 +1,4 @@
-"""When does distributing pay? A cost model of one synchronous step, calibrated on this machine (notebook 11).
+"""When does distributing pay? A cost model of one synchronous step, calibrated on this machine (notebook 12).
 
 One step of data-parallel gradient descent on ``n_rows`` rows and ``d`` weights over ``N`` nodes costs
 
@@ -90,7 +90,7 @@ DATACENTER_100G = Network("100 Gb/s datacenter", latency=5e-6, bandwidth=100e9 /
 
 @dataclass(frozen=True)
 class Calibration:
-    """What one step costs on this machine, measured by ``calibration.calibrate`` (notebook 11).
+    """What one step costs on this machine, measured by ``calibration.calibrate`` (notebook 12).
 
     ``compute_per_value``: seconds per row and weight of one gradient on a worker. Two kinds of link:
     ``direct``, a call from the client to an actor on a worker (how the parameter server reaches its nodes),
@@ -137,7 +137,7 @@ def compute_time(n_rows: int, n_weights: int, n_nodes: int, compute_per_value: f
     """Seconds of gradient compute in one step: the busiest core's share of ``n_rows * n_weights`` values.
 
     ``cores=None``: one core per node; otherwise each of the ``cores`` processes computes ``ceil(N / cores)``
-    nodes one after the other (notebook 11's model of this machine).
+    nodes one after the other (notebook 12's model of this machine).
     """
     per_core = math.ceil(n_nodes / min(n_nodes, cores or n_nodes))
     return compute_per_value * n_rows * n_weights / n_nodes * per_core
@@ -151,14 +151,14 @@ EVERY_NODE = "N"
 
 
 def compared(shards: int = 8) -> tuple[tuple[str, int | str], ...]:
-    """The ``(topology, shards)`` pairs notebook 11 compares: one server, ``shards`` dedicated server shards (an int
+    """The ``(topology, shards)`` pairs notebook 12 compares: one server, ``shards`` dedicated server shards (an int
     >= 2, machines beyond the ``N`` nodes), every node a shard, ring, tree."""
     shards = check_int("shards", shards, low=2)
     return (("server", 1), ("server", shards), ("server", EVERY_NODE), ("ring", 1), ("tree", 1))
 
 
 COMPARED = compared(8)
-"""Notebook 11's comparison with 8 dedicated shards."""
+"""Notebook 12's comparison with 8 dedicated shards."""
 
 
 def label(topology: str, shards: int | str = 1) -> str:
@@ -179,7 +179,7 @@ def _check_shards(topology: str, shards: int | str) -> int | str:
 
 def comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, shards: int | str = 1,
               nbytes: float | None = None) -> float:
-    """Seconds of communication in one step, one machine per node (notebook 11's extrapolation).
+    """Seconds of communication in one step, one machine per node (notebook 12's extrapolation).
 
     ``d + 2`` values travel (the gradient, the row count and the loss sum): ``m = 8 (d + 2)`` bytes.
 
@@ -219,7 +219,7 @@ gradient ``X^T (X w - y)`` is a forward pass ``X w`` and a backward pass ``X^T r
 
 def step_time(compute: float | np.ndarray, bucket_comm: float | np.ndarray, buckets: int = 1,
               overlappable: float = BACKWARD_SHARE) -> float | np.ndarray:
-    """One step from its compute and the communication of one bucket (notebook 11).
+    """One step from its compute and the communication of one bucket (notebook 12).
 
     ``buckets=1``: no overlap, ``compute + bucket_comm`` (``bucket_comm`` is then the whole gradient's). With
     ``k = buckets`` > 1 the backward share ``A = overlappable * compute`` is cut into ``k`` parts, each sent as an
@@ -239,14 +239,14 @@ def step_time(compute: float | np.ndarray, bucket_comm: float | np.ndarray, buck
 def bucket_comm_time(n_weights: int, n_nodes: int, topology: str, network: Network, shards: int | str = 1,
                      buckets: int = 1) -> float:
     """Seconds of one bucket's all-reduce: :func:`comm_time` of ``m / buckets`` bytes, the latency paid in full
-    (notebook 11). A sharded server's bucket is split over its shards like the whole gradient."""
+    (notebook 12). A sharded server's bucket is split over its shards like the whole gradient."""
     k = check_int("buckets", buckets, low=1)
     return comm_time(n_weights, n_nodes, topology, network, shards, nbytes=(n_weights + 2) * ITEMSIZE / k)
 
 
 def predict_step_time(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
                       compute_per_value: float, shards: int | str = 1, buckets: int = 1) -> np.ndarray:
-    """Predicted seconds per step for each node count, one core per node (notebook 11's figure and sliders).
+    """Predicted seconds per step for each node count, one core per node (notebook 12's figure and sliders).
 
     ``shards``: server shards (see :func:`comm_time`); ``buckets``: overlap of the backward pass with the
     buckets' all-reduces (see :func:`step_time`; 1: none).
@@ -268,7 +268,7 @@ def predict_step_time(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, to
 def speedup(n_rows: int, n_weights: int, n_nodes: int | np.ndarray, topology: str, network: Network,
             compute_per_value: float, shards: int | str = 1, buckets: int = 1) -> np.ndarray:
     """Single-machine step time (no communication) over the predicted distributed step time, one core per node
-    (notebook 11). A sharded server's dedicated shards (``shards`` an int) are machines beyond the ``N`` nodes."""
+    (notebook 12). A sharded server's dedicated shards (``shards`` an int) are machines beyond the ``N`` nodes."""
     single = compute_per_value * n_rows * n_weights
     return single / predict_step_time(n_rows, n_weights, n_nodes, topology, network, compute_per_value, shards,
                                       buckets)
@@ -279,7 +279,7 @@ def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Networ
     """The rule as a number: rows from which ``n_nodes`` nodes beat one machine (compute saved = communication).
 
     ``c * n * d * (1 - 1/N) = comm``  gives  ``n = comm / (c * d * (1 - 1/N))``; infinite for one node
-    (notebook 11). Without overlap.
+    (notebook 12). Without overlap.
     """
     n = check_int("n_nodes", n_nodes, low=1)
     if n == 1:
@@ -289,7 +289,7 @@ def break_even_rows(n_weights: int, n_nodes: int, topology: str, network: Networ
 
 
 def local_compute_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int) -> float:
-    """Seconds of gradient compute in one step on this machine (notebook 11, :func:`local_step_time`).
+    """Seconds of gradient compute in one step on this machine (notebook 12, :func:`local_step_time`).
 
     The busiest worker's nodes one after the other (:func:`compute_time` with ``cal.cores``), at the in-cache
     rate if the data, ``8 * n_rows * n_weights`` bytes, fits in ``cal.cache_bytes`` (both workers share the
@@ -301,7 +301,7 @@ def local_compute_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: i
 
 
 def local_step_time(cal: Calibration, n_rows: int, n_weights: int, n_nodes: int, topology: str) -> float:
-    """The model for this machine's own runs: ``N`` nodes on ``cal.cores`` workers (notebook 11,
+    """The model for this machine's own runs: ``N`` nodes on ``cal.cores`` workers (notebook 12,
     ``benchmarks/scaling.py``).
 
     With ``T_comp`` the compute (:func:`local_compute_time`), ``m = 8 (d + 2)`` bytes, and ``F`` the measured fixed

@@ -157,7 +157,7 @@ SCHEDULER_CONFIG = {
 and both make what the notebooks print depend on timing. The Active Memory Manager, at each pass (every 2 s by
 default), drops the extra copies of data that several workers hold, keeping one (more while waiting tasks on
 other workers need it); when a later task on a worker that lost its copy needs the data, it is fetched again
-(before this setting, notebook 11 counted such bytes as the algorithm's). Work stealing moves a task queued on a
+(before this setting, notebook 12 counted such bytes as the algorithm's). Work stealing moves a task queued on a
 busy worker to an idle one: a task placed with ``workers=[addr]`` and ``allow_other_workers=True`` (a preference,
 as the course's node tasks are placed) may move anywhere, so a node's step could run on another worker than its
 shard's (notebooks 03 and 04 print where tasks ran). A lost worker's tasks still move: that is not stealing."""

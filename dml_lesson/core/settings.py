@@ -65,7 +65,7 @@ COMPUTE_TIMEOUT = 300.0
 
 # --- analysis ---
 CALIBRATION_TIMEOUT = 120.0
-"""Seconds one calibration measurement (notebook 11) may take."""
+"""Seconds one calibration measurement (notebook 12) may take."""
 TRIAL_TIMEOUT = 120.0
 """Seconds one hyperparameter trial (notebook 09) may take."""
 

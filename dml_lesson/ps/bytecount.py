@@ -1,4 +1,4 @@
-"""The bytes each topology really moves between the workers, counted from Dask's transfer logs (notebook 11).
+"""The bytes each topology really moves between the workers, counted from Dask's transfer logs (notebook 12).
 
 :func:`measure_bytes` runs a few steps of the parameter server (:func:`submit_server`, the server on node 0's
 worker) or of the ring (:func:`~dml_lesson.ps.ring.submit_ring`) as Dask tasks pinned to their nodes' workers,
@@ -96,7 +96,7 @@ class ByteReport:
 def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topology: str, n_steps: int = 2,
                   seed: int = 0) -> ByteReport:
     """Run ``n_steps`` steps of ``topology`` as Dask tasks and count, from the workers' transfer logs, the
-    bytes each node (and the server) sent and received per step (notebook 11).
+    bytes each node (and the server) sent and received per step (notebook 12).
 
     The gradient, row count and loss sum travel together (``d + 2`` values). ``w`` is random (seeded): the
     bytes do not depend on it.
@@ -126,7 +126,7 @@ def measure_bytes(client: Client, placement: Placement, config: NodeConfig, topo
 
 @contextlib.contextmanager
 def memory_manager_paused(client: Client) -> Iterator[None]:
-    """Pause Dask's Active Memory Manager for the block, if it runs (notebook 11's byte counts).
+    """Pause Dask's Active Memory Manager for the block, if it runs (notebook 12's byte counts).
 
     At each pass (every 2 s by default) its ReduceReplicas policy drops the extra copies of data that several
     workers hold, keeping one (more while waiting tasks on other workers need it); a later task on a worker that

@@ -1,4 +1,4 @@
-"""Ring all-reduce on the Dask workers: the parameter server's loop without a server (notebook 11).
+"""Ring all-reduce on the Dask workers: the parameter server's loop without a server (notebook 12).
 
 The parameter server gathers every node's gradient in one place. **All-reduce** has no server: the nodes
 sum their vectors among themselves, and every node ends with the total. The **ring** algorithm does it with
@@ -68,7 +68,7 @@ class Hop(NamedTuple):
 
 
 def ring_schedule(n_nodes: int) -> list[Hop]:
-    """Every message of one ring all-reduce over ``n_nodes`` nodes, in order (notebook 11 animates it).
+    """Every message of one ring all-reduce over ``n_nodes`` nodes, in order (notebook 12 animates it).
 
     Rounds ``1 .. N-1`` of each phase; within a round all ``N`` nodes send at once.
     """

@@ -90,7 +90,7 @@ def distributed_gd(
     topology : ``"server"`` or ``"ring"``
         ``"server"``: the nodes send their gradients to the server (this process), which combines them.
         ``"ring"``: the nodes sum them among themselves with a ring all-reduce, as Dask tasks passing pieces
-        from worker to worker (:mod:`dml_lesson.ps.ring`, notebook 11); the result equals the server's to
+        from worker to worker (:mod:`dml_lesson.ps.ring`, notebook 12); the result equals the server's to
         rounding (the additions happen in another order). The ring always uses tasks (``transport`` is not
         used), needs every node (``backups=0``) and sends plain gradients (``codec=None``).
     """

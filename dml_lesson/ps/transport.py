@@ -296,7 +296,7 @@ def run_on_loop(loop: Any, coro: Coroutine[Any, Any, T], timeout: float) -> T:
 
 async def call_actors(actors: list[Any], futures: list[Future], method: str, *args: Any) -> list[Any]:
     """Call ``method(*args)`` on every actor at once from the client's event loop, as the server does (and
-    notebook 11's calibration); the answers in the actors' order.
+    notebook 12's calibration); the answers in the actors' order.
 
     Dask's public actor API: ``getattr(actor, method)(*args)`` returns an awaitable ``ActorFuture``; all calls are
     made, then awaited in turn. Run it on the client's loop (:func:`run_on_loop`): one hop to the loop for the

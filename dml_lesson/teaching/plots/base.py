@@ -38,7 +38,7 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 9.0, height: float
 
 def recycle(fig: Figure) -> Figure:
     """Empty ``fig``'s axes of what was drawn in them, keeping the axes themselves, to draw the next frame of an
-    explorer into (every explorer of notebooks 01 to 11 but notebook 03's and notebook 11's topology frames).
+    explorer into (every explorer of notebooks 01 to 12 but notebook 03's and notebook 12's topology frames).
 
     A new figure spends most of its drawing time creating tick marks and labels (measured: about 45% of notebook
     01's redraw); recycled axes keep theirs. The result is drawn pixel for pixel like a new figure (tested).
@@ -66,7 +66,7 @@ class PlainLogFormatter(LogFormatterSciNotation):
     """Log-axis tick labels as plain text, ``10⁻³`` and ``2×10⁴``, where matplotlib writes mathtext.
 
     The same labels, drawn without parsing TeX: matplotlib parses every mathtext label again whenever its small
-    cache misses, which a redraw with new axis limits does. Measured on notebook 11's scaling explorer (two
+    cache misses, which a redraw with new axis limits does. Measured on notebook 12's scaling explorer (two
     log-log panels): the parsing was more than half of a redraw.
     """
 

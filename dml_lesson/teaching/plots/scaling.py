@@ -1,4 +1,4 @@
-"""Figures of notebook 11: the two topologies step by step, the bytes they move, and the scaling model.
+"""Figures of notebook 12: the two topologies step by step, the bytes they move, and the scaling model.
 
 Each ``*_figure`` returns a new ``Figure`` (matplotlib's object API); :mod:`dml_lesson.teaching.widgets.scaling` redraws
 the same functions at the sliders' values.
@@ -173,7 +173,7 @@ def scaling_figure(n_rows: int, n_weights: int, network: Network, compute_per_va
                    measured: dict[str, Any] | None = None, buckets: int = 1, shards: int = 8,
                    into: Figure | None = None) -> Figure:
     """Predicted time per step (left) and speedup (right) against N, from 1 to 1,024 nodes, for every topology
-    of :func:`~dml_lesson.analysis.costmodel.compared` (``shards``: the dedicated shards) (notebook 11).
+    of :func:`~dml_lesson.analysis.costmodel.compared` (``shards``: the dedicated shards) (notebook 12).
 
     ``buckets`` > 1: the backward pass overlaps with the buckets' all-reduces
     (:func:`~dml_lesson.analysis.costmodel.step_time`); the speedups without overlap are then drawn thin and pale

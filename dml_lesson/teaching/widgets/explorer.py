@@ -97,7 +97,7 @@ class Explorer:
         self.status.value = f"<span style='color:{color}'>{status}</span> <small>({self.seconds:.2f} s)</small>"
 
     def on_change(self, change: dict[str, Any]) -> None:
-        """What a control calls when it is released: one redraw. A widget that needs more (notebook 11's network
+        """What a control calls when it is released: one redraw. A widget that needs more (notebook 12's network
         presets) unobserves this and observes its own handler, which ends with :meth:`update`."""
         self.update()
 

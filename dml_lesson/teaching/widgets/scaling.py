@@ -1,4 +1,4 @@
-"""Sliders of notebook 11: the two topologies frame by frame, and the scaling model.
+"""Sliders of notebook 12: the two topologies frame by frame, and the scaling model.
 
 Both explorers are :class:`~dml_lesson.teaching.widgets.training.Explorer` objects: each slider release redraws the
 figure the
@@ -33,7 +33,7 @@ MAX_FRAME = 14
 
 
 def topology_explorer(topology: str = "ring", n_nodes: int = 4) -> Explorer:
-    """Step through one all-reduce (notebook 11): topology, node count, and a frame slider with a play button."""
+    """Step through one all-reduce (notebook 12): topology, node count, and a frame slider with a play button."""
     controls = {
         "topology": w.Dropdown(options=["server", "ring"], value=topology, description="topology"),
         "n_nodes": w.IntSlider(value=n_nodes, min=2, max=8, description="nodes"),
@@ -72,7 +72,7 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
                      n_weights: int = 100, n_nodes: int = 64, network: str = DATACENTER_10G.name,
                      buckets: int = 1, shards: int = 8) -> Explorer:
     """Data size, model size, node count, bandwidth, latency, overlap and the dedicated server shards against the
-    predicted step time and speedup of every compared topology (notebook 11).
+    predicted step time and speedup of every compared topology (notebook 12).
 
     The log sliders move a quarter of a decade per key press (a decade in 4 presses; the two datacenter presets
     are 4 presses apart on either link slider).
@@ -139,7 +139,7 @@ def scaling_explorer(calibration: Calibration, measured: dict[str, Any] | None =
 
 def scaling_status(n_rows: int, n_weights: int, n_nodes: int, network: Network, compute_per_value: float,
                    buckets: int = 1, shards: int = 8) -> Status:
-    """The rule at the chosen point (notebook 11): each compared topology's speedup at N, which pay, and the rows
+    """The rule at the chosen point (notebook 12): each compared topology's speedup at N, which pay, and the rows
     from which the best of them pays (without overlap). ``shards``: the dedicated server shards compared.
 
     Severity: ``"ok"`` when every topology pays at N, ``"warn"`` when only some do (the choice of topology
