@@ -33,7 +33,7 @@ MOVES = {
     "05 batch per node": ("batch_size", [1, 32, 128, 4, 8]),
     "05 scale lr": ("scale_lr", [True, False, True, False, True]),
     "06 codec": ("codec", ["random-k", "quantize", "sign", "top-k", "quantize"]),
-    "06 kept share": ("ratio", [0.01, 0.5, 0.05, 0.2, 0.1]),
+    "06 kept share": ("percent", [1.0, 50.0, 5.0, 20.0, 10.0]),
     "06 bits": ("bits", [1, 8, 2, 6, 4]),
     "06 error feedback": ("error_feedback", [True, False, True, False, True]),
     "07 slowdown": ("factor", [1.0, 8.0, 2.0, 6.0, 4.0]),

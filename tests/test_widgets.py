@@ -231,12 +231,12 @@ def test_codec_widget(client):
     assert "top-k 10%:" in e.status.value and "of the bytes," in e.status.value  # both directions counted
     assert "no compression: 100% of the bytes" in e.status.value
     assert "top-k 10% + error feedback" in move(e, "error_feedback", True)
-    assert e.controls["bits"].disabled and not e.controls["ratio"].disabled  # top-k: the share is its knob
+    assert e.controls["bits"].disabled and not e.controls["percent"].disabled  # top-k: the share is its knob
     assert "quantize 4 bits + error feedback" in move(e, "codec", "quantize")
-    assert not e.controls["bits"].disabled and e.controls["ratio"].disabled
+    assert not e.controls["bits"].disabled and e.controls["percent"].disabled
     assert "quantize 2 bits" in move(e, "bits", 2)
     move(e, "codec", "sign")
-    assert e.controls["bits"].disabled and e.controls["ratio"].disabled
+    assert e.controls["bits"].disabled and e.controls["percent"].disabled
 
 
 def test_straggler_widget(client):

@@ -61,7 +61,7 @@ def plot_losses(ax: Any, results: dict[str, TrainingResult], x: str = "step", fl
         if res.diverged:
             ax.plot(xs[-1], res.losses[-1], marker="x", color="red", markersize=9, mew=2)
     if floor is not None:
-        ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="best possible")
+        ax.axhline(floor, color="gray", linestyle=":", linewidth=1, label="least squares on these rows")
     log_scale(ax, "y")
     if x == "time":
         log_scale(ax, "x")

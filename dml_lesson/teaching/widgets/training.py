@@ -56,10 +56,6 @@ def lr_explorer(X: np.ndarray, y: np.ndarray, lr: float = 0.1, n_steps: int = 40
     return Explorer({"lr": slider}, step, redraw_into=True)
 
 
-
-
-
-
 def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float = 0.05, n_epochs: int = 3,
                  seed: int = 0) -> Explorer:
     """Notebook 02: batch-size and learning-rate sliders; SGD against GD for the same number of epochs.
@@ -84,10 +80,6 @@ def sgd_explorer(X: np.ndarray, y: np.ndarray, batch_size: int = 16, lr: float =
         return plots.sgd_figure(results, X, y, w_star, into=into), sgd_status(run)
 
     return Explorer(controls, step, redraw_into=True)
-
-
-
-
 
 
 def layout_explorer(X: Any, y: Any, n_nodes: int = 4, layout: str = "contiguous", client: Any = None) -> Explorer:
@@ -128,10 +120,6 @@ def aggregate_explorer(X: Any, y: Any, lr: float, n_nodes: int = 4, n_steps: int
     return Explorer(controls, step, redraw_into=True)
 
 
-
-
-
-
 def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size: int = 8, n_steps: int = 60,
                   seed: int = 0, scale_lr: bool = True, client: Any = None, floor: float | None = None) -> Explorer:
     """Notebook 05: node-count and per-node batch sliders, and the linear learning-rate scaling rule.
@@ -158,12 +146,6 @@ def dsgd_explorer(X: Any, y: Any, lr: float = 0.05, n_nodes: int = 2, batch_size
     return Explorer(controls, step, redraw_into=True)
 
 
-
-
-
-
-
-
 def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: int = 60,
                    client: Any = None) -> Explorer:
     """Notebook 06: a codec menu, its compression slider and error feedback; loss against bytes sent."""
@@ -172,8 +154,9 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
     client = client or get_client()
     controls = {
         "codec": w.Dropdown(options=["top-k", "random-k", "quantize", "sign"], value="top-k", description="codec"),
-        "ratio": w.FloatLogSlider(value=0.1, base=10, min=-2, max=0, step=0.2, description="kept share (k/d)",
-                                  readout_format=".2f"),  # 5 key presses from 10% to 1% or to all entries
+        # the kept share k/d in percent, as the status writes it (15.8%); 5 presses from 10% to 1% or to 100%
+        "percent": w.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.2, description="kept share k/d (%)",
+                                    readout_format=".3g"),
         "bits": w.IntSlider(value=4, min=1, max=8, description="bits (quantize)"),
         "error_feedback": w.Checkbox(value=False, description="error feedback"),
     }
@@ -182,22 +165,19 @@ def codec_explorer(X: Any, y: Any, n_nodes: int = 4, lr: float = 0.2, n_steps: i
 
     def enable(change: Any = None) -> None:  # each codec's own knob is active, the other greyed out
         codec = controls["codec"].value
-        controls["ratio"].disabled = codec not in ("top-k", "random-k")
+        controls["percent"].disabled = codec not in ("top-k", "random-k")
         controls["bits"].disabled = codec != "quantize"
 
     controls["codec"].observe(enable, names="value")
     enable()
 
     def step(v: dict[str, Any], into: Figure | None) -> tuple[Figure, str]:
+        v = {**v, "ratio": v["percent"] / 100}
         codec = make_codec(v["codec"], ratio=v["ratio"], bits=v["bits"], error_feedback=v["error_feedback"])
         results = {**baseline, **codec_runs(X, y, {codec_label(v): codec}, n_nodes, lr, n_steps, client)}
         return plots.bytes_figure(results, into=into), codec_status(results)
 
     return Explorer(controls, step, redraw_into=True)
-
-
-
-
 
 
 def straggler_explorer(X: Any, y: Any, n_nodes: int = 4, n_steps: int = 4, worker: int = 1,
