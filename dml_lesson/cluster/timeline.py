@@ -21,7 +21,7 @@ from distributed import Client, get_task_stream
 
 from .._dask import scheduler_delay
 from ..core.checks import check_int
-from .client import get_client
+from .client import get_client, worker_addresses
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def clock_offsets(client: Client) -> dict[str, float]:
     scheduler's clock by an offset it estimates from a round trip at every heartbeat, which on a busy machine is
     off by milliseconds, sometimes tens of them. Workers on one machine share its clock and need no offset, so
     :class:`Timeline` takes it off again; empty (no correction) when the workers run on several hosts."""
-    hosts = {str(addr).split("://")[-1].rsplit(":", 1)[0] for addr in client.scheduler_info()["workers"]}
+    hosts = {addr.split("://")[-1].rsplit(":", 1)[0] for addr in worker_addresses(client)}
     if len(hosts) != 1:
         return {}
     try:
